@@ -115,6 +115,34 @@ class ModelUnavailable(Sign2TextError):
     default_message = "The model could not be loaded."
 
 
+class MalformedRequest(Sign2TextError):
+    code = "malformed_request"
+    status = 400
+    default_message = (
+        "The request body could not be parsed as the content type it names."
+    )
+
+
+class NotFound(Sign2TextError):
+    code = "not_found"
+    status = 404
+    default_message = "No such route."
+
+
+class MethodNotAllowed(Sign2TextError):
+    code = "method_not_allowed"
+    status = 405
+    default_message = "This route does not accept that HTTP method."
+
+
+class InternalError(Sign2TextError):
+    """A fault of the service, not of the request: logged with its traceback."""
+
+    code = "internal_error"
+    status = 500
+    default_message = "The service failed on this request; it has been logged."
+
+
 class ConfigurationError(ValueError):
     """A setting (environment variable, manifest) is invalid.
 
@@ -137,5 +165,9 @@ ERRORS: tuple[type[Sign2TextError], ...] = (
     Unauthorized,
     Busy,
     ModelUnavailable,
+    MalformedRequest,
+    NotFound,
+    MethodNotAllowed,
+    InternalError,
 )
 """Every error class, for documentation and the OpenAPI schema."""
