@@ -1,4 +1,4 @@
-"""Real object-store servers on 127.0.0.1 for the bucket tests, and proxies to break them.
+"""Real object-store servers on 127.0.0.1 for the bucket tests, and proxies to break.
 
 - ``moto_server`` (moto in server mode) speaks S3;
 - ``gcp-storage-emulator`` speaks the Cloud Storage JSON API;
@@ -311,7 +311,7 @@ def s3_client(endpoint_url: str, **config: Any) -> Any:
 
 
 def gcs_client(endpoint_url: str) -> Any:
-    """A google-cloud-storage client for a local emulator, with anonymous credentials."""
+    """A google-cloud-storage client for a local emulator, anonymous credentials."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
