@@ -1,0 +1,59 @@
+"""The process-wide service every adapter shares, and logging set up once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+
+from adapters.openapi import DOCS_PAGE, openapi_document
+from sign2text_core.service import Reply, Service, ServiceConfig
+
+_service: Service | None = None
+_service_lock = threading.Lock()
+_logging_ready = False
+
+
+def get_service() -> Service:
+    """The one :class:`Service` of this process, created on first use.
+
+    Raises:
+        ConfigurationError: a ``SIGN2TEXT_*`` setting is invalid.
+    """
+    global _service
+    with _service_lock:
+        if _service is None:
+            configure_logging()
+            documents = {
+                "/openapi.json": Reply.json(200, openapi_document()),
+                "/docs": Reply.text(200, DOCS_PAGE, "text/html; charset=utf-8"),
+            }
+            _service = Service(ServiceConfig.from_env(), documents=documents)
+        return _service
+
+
+def configure_logging() -> None:
+    """Send the core's INFO lines (one JSON line per request) to stdout.
+
+    Platforms that already route the root logger (Cloud Functions, Lambda) keep their
+    handlers; a bare process gets a stdout handler that prints each line as is.
+    """
+    global _logging_ready
+    if _logging_ready:
+        return
+    bare = not logging.getLogger().handlers
+    for name in ("sign2text_core", "adapters"):
+        project_logger = logging.getLogger(name)
+        project_logger.setLevel(logging.INFO)
+        if bare:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            project_logger.addHandler(handler)
+            project_logger.propagate = False
+    _logging_ready = True
+
+
+def event_log_line(**fields: object) -> str:
+    """One structured line for a non-HTTP event."""
+    return json.dumps(fields, separators=(",", ":"), default=str)
