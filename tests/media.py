@@ -1,12 +1,26 @@
-"""Make real media files for the tests, with the ffmpeg binary that imageio-ffmpeg ships."""
+"""Make real media files for the tests, with the ffmpeg that imageio-ffmpeg ships.
+
+Two kinds of clip: :func:`make_clip` writes ffmpeg's moving test pattern, and
+:func:`make_numbered_clip` writes frames that carry their own index, so a test can read
+back which frames it was given (:func:`frame_number`). The numbered frames are split in
+a left and a right half of flat grey, whose levels are the index's two base-16 digits;
+flat areas survive every lossy codec, GIF palettes and shrinking. A pure red block in
+the top-left corner shows the colour order and which way up a frame is.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
+
+MAX_NUMBERED_FRAMES = 256
+RED = (255, 0, 0)
 
 
 def ffmpeg_exe() -> str:
@@ -36,3 +50,175 @@ def make_clip(
         args += ["-pix_fmt", pix_fmt]
     run_ffmpeg([*args, *extra, str(path)])
     return path
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """A container and codec pair, with the ffmpeg output options that make it."""
+
+    name: str
+    suffix: str
+    codec: str
+    """The codec name `sign2text_core.video` reports for it."""
+    options: tuple[str, ...]
+
+
+_YUV = ("-pix_fmt", "yuv420p")
+_X265 = ("-c:v", "libx265", *_YUV, "-x265-params", "log-level=error")
+
+FORMATS: dict[str, VideoFormat] = {
+    fmt.name: fmt
+    for fmt in (
+        VideoFormat("h264-mp4", ".mp4", "h264", ("-c:v", "libx264", *_YUV)),
+        VideoFormat("h265-mp4", ".mp4", "hevc", (*_X265, "-tag:v", "hvc1")),
+        VideoFormat("h264-mov", ".mov", "h264", ("-c:v", "libx264", *_YUV)),
+        VideoFormat("h265-mov", ".mov", "hevc", _X265),
+        VideoFormat("vp8-webm", ".webm", "vp8", ("-c:v", "libvpx", "-b:v", "1M")),
+        VideoFormat("vp9-webm", ".webm", "vp9", ("-c:v", "libvpx-vp9", "-b:v", "1M")),
+        VideoFormat("mjpeg-avi", ".avi", "mjpeg", ("-c:v", "mjpeg", "-q:v", "3")),
+        VideoFormat("h264-mkv", ".mkv", "h264", ("-c:v", "libx264", *_YUV)),
+        VideoFormat("gif", ".gif", "gif", ("-c:v", "gif")),
+    )
+}
+"""Every format the service promises to read, by name."""
+
+
+def numbered_frame(index: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    """The RGB frame that :func:`frame_number` reads back as `index`."""
+    if not 0 <= index < MAX_NUMBERED_FRAMES:
+        raise ValueError(f"index must be in [0, {MAX_NUMBERED_FRAMES}): {index}")
+    width, height = size
+    frame = np.empty((height, width, 3), dtype=np.uint8)
+    frame[:, : width // 2] = _grey_level(index % 16)
+    frame[:, width // 2 :] = _grey_level(index // 16)
+    frame[: height // 8, : width // 4] = RED
+    return frame
+
+
+def frame_number(frame: np.ndarray) -> int:
+    """The index a frame of :func:`numbered_frame` carries (upright frames only)."""
+    height, width = frame.shape[:2]
+    low = frame[height // 2 :, : width // 4].mean()
+    high = frame[height // 2 :, 3 * width // 4 :].mean()
+    return _digit(low) + 16 * _digit(high)
+
+
+def _grey_level(digit: int) -> int:
+    return digit * 16 + 8
+
+
+def _digit(level: float) -> int:
+    return int(np.clip(round((level - 8) / 16), 0, 15))
+
+
+def numbered_frames(count: int, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    for index in range(count):
+        yield numbered_frame(index, size)
+
+
+def make_numbered_clip(
+    path: Path,
+    *,
+    frames: int = 60,
+    fps: float = 30,
+    size: tuple[int, int] = (320, 240),
+    video_format: str | VideoFormat = "h264-mp4",
+    muxer: str | None = None,
+) -> Path:
+    """Write `frames` numbered frames at `fps` and `size` (width, height) to `path`.
+
+    `video_format` names an entry of :data:`FORMATS`. With `muxer` (e.g. "matroska",
+    "webm") the clip is written through a pipe, as a live encoder would stream it:
+    the container then has no duration, no frame count and no index.
+    """
+    chosen = FORMATS[video_format] if isinstance(video_format, str) else video_format
+    width, height = size
+    raw_input = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
+    raw_input += ["-r", str(fps), "-i", "pipe:0"]
+    output = ["-f", muxer, "pipe:1"] if muxer else [str(path)]
+    command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *raw_input]
+    command += [*chosen.options, *output]
+
+    with open(path, "wb") if muxer else contextlib.nullcontext() as sink:
+        writer = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.PIPE
+        )
+        assert writer.stdin is not None
+        for frame in numbered_frames(frames, size):
+            writer.stdin.write(frame.tobytes())
+        writer.stdin.close()
+        stderr = writer.stderr.read() if writer.stderr else b""
+        if writer.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed on {path}: {stderr.decode()}")
+    return path
+
+
+def rotate_clip(source: Path, path: Path, degrees: int) -> Path:
+    """Copy `source` to `path` with a display matrix turning it `degrees`
+    counter-clockwise (as phones store sideways video); the frames are not
+    re-encoded, so they stay stored sideways."""
+    run_ffmpeg(
+        ["-display_rotation", str(degrees), "-i", str(source), "-c", "copy", str(path)]
+    )
+    return path
+
+
+def faststart_copy(source: Path, path: Path) -> Path:
+    """Copy an MP4/MOV with its index (moov) moved before the media data, as web
+    uploads usually are: a truncated copy still opens and promises every frame."""
+    run_ffmpeg(["-i", str(source), "-c", "copy", "-movflags", "+faststart", str(path)])
+    return path
+
+
+def truncated_copy(source: Path, path: Path, fraction: float) -> Path:
+    """Copy the first `fraction` of `source`'s bytes, like an interrupted upload."""
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def header_only_mp4(source: Path, path: Path) -> Path:
+    """Copy a faststart MP4 up to the start of its media data: the header promises
+    every frame, and none is there."""
+    data = source.read_bytes()
+    media_data = data.find(b"mdat")
+    if media_data < 0:
+        raise ValueError(f"{source} has no media data box")
+    path.write_bytes(data[: media_data + 4])
+    return path
+
+
+def make_empty_track_mp4(path: Path) -> Path:
+    """An MP4 with a video track that holds no frame at all."""
+    source = "testsrc2=size=64x48:rate=30"
+    run_ffmpeg(
+        ["-f", "lavfi", "-i", source, "-frames:v", "0", "-c:v", "libx264", str(path)]
+    )
+    return path
+
+
+def make_audio(path: Path, *, seconds: float = 1.0) -> Path:
+    """An audio-only AAC file (use an .mp4 or .m4a suffix)."""
+    run_ffmpeg(
+        ["-f", "lavfi", "-i", f"sine=duration={seconds}", "-c:a", "aac", str(path)]
+    )
+    return path
+
+
+def make_still_image(path: Path, *, size: tuple[int, int] = (64, 48)) -> Path:
+    """One picture, encoded as the `path` suffix says (.png or .jpg)."""
+    width, height = size
+    source = f"testsrc2=size={width}x{height}"
+    run_ffmpeg(["-f", "lavfi", "-i", source, "-frames:v", "1", str(path)])
+    return path
+
+
+def decode_with_ffmpeg(path: Path, size: tuple[int, int]) -> list[np.ndarray]:
+    """Every frame of `path` as RGB, decoded by the ffmpeg command line, which applies
+    rotation metadata itself; `size` is the (width, height) of its upright frames."""
+    command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path)]
+    command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    raw = subprocess.run(command, check=True, capture_output=True).stdout
+    width, height = size
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
+    return list(frames)

@@ -1,0 +1,528 @@
+"""Video intake on real files made by ffmpeg: formats, sampling, rotation, limits and
+every error the stage raises."""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sign2text_core import errors
+from sign2text_core.video import (
+    Clip,
+    ClipInfo,
+    Limits,
+    read_clip,
+    sample_indices,
+    video_file,
+)
+from tests import media
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("video")
+
+
+@pytest.fixture(scope="module")
+def numbered_mp4(clips: Path) -> Path:
+    """60 numbered 320x240 frames at 30 fps, H.264 in MP4."""
+    return media.make_numbered_clip(clips / "numbered.mp4")
+
+
+@pytest.fixture(scope="module")
+def faststart_mp4(clips: Path) -> Path:
+    """A longer numbered clip (150 frames, a key frame every 10) with its index first:
+    truncated copies of it still open and promise all 150 frames."""
+    source = media.make_numbered_clip(
+        clips / "long.mp4",
+        frames=150,
+        video_format=media.VideoFormat(
+            "h264-gop10",
+            ".mp4",
+            "h264",
+            ("-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10"),
+        ),
+    )
+    return media.faststart_copy(source, clips / "long-faststart.mp4")
+
+
+@pytest.fixture()
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point the temporary-file module at an empty folder of this test."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+
+
+def numbers(clip: Clip) -> list[int]:
+    return [media.frame_number(frame) for frame in clip.frames]
+
+
+def assert_rgb_frames(clip: Clip) -> None:
+    for frame in clip.frames:
+        assert frame.dtype == np.uint8
+        assert frame.ndim == 3 and frame.shape[2] == 3
+        assert frame.flags.c_contiguous
+
+
+@pytest.mark.parametrize("name", sorted(media.FORMATS))
+def test_every_format_gives_the_evenly_sampled_frames(clips: Path, name: str) -> None:
+    video_format = media.FORMATS[name]
+    fps = 10 if name == "gif" else 30
+    path = clips / f"format-{name}{video_format.suffix}"
+    media.make_numbered_clip(path, frames=60, fps=fps, video_format=name)
+
+    clip = read_clip(path, max_frames=8, max_side=160)
+
+    expected = [0, 8, 17, 25, 34, 42, 51, 59]
+    assert clip.frame_index.tolist() == expected
+    assert numbers(clip) == expected
+    assert clip.info.codec == video_format.codec
+    assert clip.info.frame_count == 60
+    assert clip.info.fps == pytest.approx(fps)
+    assert clip.info.duration_s == pytest.approx(60 / fps)
+    assert (clip.info.width, clip.info.height) == (320, 240)
+    assert clip.info.rotation == 0
+    assert clip.info.size_bytes == path.stat().st_size
+    assert_rgb_frames(clip)
+    assert all(frame.shape == (120, 160, 3) for frame in clip.frames)
+
+
+def test_frames_are_rgb_with_red_first(numbered_mp4: Path) -> None:
+    clip = read_clip(numbered_mp4, max_frames=1)
+
+    red, green, blue = clip.frames[0][2, 2].astype(int)
+    assert red > 200 and green < 50 and blue < 50
+
+
+def test_short_clip_keeps_every_frame(numbered_mp4: Path) -> None:
+    clip = read_clip(numbered_mp4, max_frames=64)
+
+    assert clip.frame_index.tolist() == list(range(60))
+    assert numbers(clip) == list(range(60))
+
+
+def test_max_side_shrinks_the_long_side_and_never_enlarges(numbered_mp4: Path) -> None:
+    shrunk = read_clip(numbered_mp4, max_frames=2, max_side=100)
+    untouched = read_clip(numbered_mp4, max_frames=2, max_side=1000)
+    full = read_clip(numbered_mp4, max_frames=2)
+
+    assert shrunk.frames[0].shape == (75, 100, 3)
+    assert untouched.frames[0].shape == (240, 320, 3)
+    assert full.frames[0].shape == (240, 320, 3)
+    assert (shrunk.info.width, shrunk.info.height) == (320, 240)
+
+
+def test_bytes_and_path_give_the_same_clip(numbered_mp4: Path) -> None:
+    from_path = read_clip(numbered_mp4, max_frames=5)
+    data = numbered_mp4.read_bytes()
+
+    for upload in (data, bytearray(data), memoryview(data)):
+        from_bytes = read_clip(upload, max_frames=5)
+        assert from_bytes.info == from_path.info
+        assert from_bytes.frame_index.tolist() == from_path.frame_index.tolist()
+        for ours, theirs in zip(from_bytes.frames, from_path.frames, strict=True):
+            assert np.array_equal(ours, theirs)
+
+
+def test_clip_info_is_json_ready(numbered_mp4: Path) -> None:
+    info = read_clip(numbered_mp4, max_frames=1).info
+
+    facts = info.to_dict()
+
+    assert set(facts) == {
+        "frame_count",
+        "fps",
+        "duration_s",
+        "width",
+        "height",
+        "codec",
+        "rotation",
+        "size_bytes",
+    }
+    assert ClipInfo(**facts) == info
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotated_clip_is_upright_exactly_once(
+    clips: Path, numbered_mp4: Path, degrees: int
+) -> None:
+    rotated = media.rotate_clip(numbered_mp4, clips / f"rot{degrees}.mp4", degrees)
+    quarter = degrees in (90, 270)
+    upright_size = (240, 320) if quarter else (320, 240)
+
+    clip = read_clip(rotated, max_frames=3)
+    reference = media.decode_with_ffmpeg(rotated, upright_size)
+
+    assert (clip.info.width, clip.info.height) == upright_size
+    assert clip.info.rotation == (360 - degrees) % 360
+    assert clip.frames[0].shape == (upright_size[1], upright_size[0], 3)
+    for frame, index in zip(clip.frames, clip.frame_index, strict=True):
+        difference = np.abs(frame.astype(int) - reference[index].astype(int))
+        assert difference.mean() < 2
+    # The red corner has left the top-left: the frame was turned, not left as stored.
+    assert clip.frames[0][2, 2, 0] < 100
+
+
+def test_streamed_matroska_without_frame_count_is_sampled_by_counting(
+    clips: Path,
+) -> None:
+    for name, muxer in (("h264-mkv", "matroska"), ("vp9-webm", "webm")):
+        path = clips / f"streamed-{name}{media.FORMATS[name].suffix}"
+        media.make_numbered_clip(path, frames=90, video_format=name, muxer=muxer)
+
+        clip = read_clip(path, max_frames=4)
+
+        assert clip.info.frame_count == 90
+        assert clip.frame_index.tolist() == [0, 30, 59, 89]
+        assert numbers(clip) == [0, 30, 59, 89]
+        assert clip.info.duration_s == pytest.approx(3.0)
+
+
+def test_truncated_mp4_promising_more_frames_gives_those_that_decode(
+    clips: Path, faststart_mp4: Path
+) -> None:
+    truncated = media.truncated_copy(faststart_mp4, clips / "cut.mp4", 0.5)
+
+    clip = read_clip(truncated, max_frames=5)
+
+    decodable = clip.info.frame_count
+    assert 10 < decodable < 150
+    expected = sample_indices(decodable, 5).tolist()
+    assert clip.frame_index.tolist() == expected
+    assert numbers(clip) == expected
+
+
+def test_truncated_mp4_without_its_index_is_not_a_video(
+    clips: Path, numbered_mp4: Path
+) -> None:
+    truncated = media.truncated_copy(numbered_mp4, clips / "cut-noindex.mp4", 0.6)
+
+    with pytest.raises(errors.NotAVideo):
+        read_clip(truncated, max_frames=5)
+
+
+def test_header_without_media_data_has_no_frames(
+    clips: Path, faststart_mp4: Path
+) -> None:
+    empty = media.header_only_mp4(faststart_mp4, clips / "header-only.mp4")
+
+    with pytest.raises(errors.NoFrames) as caught:
+        read_clip(empty, max_frames=5)
+
+    assert caught.value.code == "no_frames"
+    assert caught.value.status == 422
+
+
+def test_mp4_with_an_empty_video_track_is_not_a_video(clips: Path) -> None:
+    path = media.make_empty_track_mp4(clips / "zero-frames.mp4")
+
+    with pytest.raises(errors.NotAVideo):
+        read_clip(path, max_frames=5)
+
+
+def test_random_bytes_are_not_a_video() -> None:
+    noise = np.random.default_rng(7).integers(0, 256, 50_000, dtype=np.uint8)
+
+    with pytest.raises(errors.NotAVideo) as caught:
+        read_clip(noise.tobytes(), max_frames=5)
+
+    assert caught.value.code == "not_a_video"
+    assert caught.value.status == 422
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_still_image_renamed_mp4_is_not_a_video(clips: Path, suffix: str) -> None:
+    image = media.make_still_image(clips / f"still{suffix}")
+    renamed = clips / f"still-{suffix[1:]}.mp4"
+    renamed.write_bytes(image.read_bytes())
+
+    with pytest.raises(errors.NotAVideo, match="still image"):
+        read_clip(renamed, max_frames=5)
+
+
+def test_audio_only_file_is_not_a_video(clips: Path) -> None:
+    audio = media.make_audio(clips / "tone.m4a")
+
+    with pytest.raises(errors.NotAVideo):
+        read_clip(audio, max_frames=5)
+    with pytest.raises(errors.NotAVideo):
+        read_clip(audio.read_bytes(), max_frames=5)
+
+
+def test_empty_upload_and_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+
+    for source in (b"", empty):
+        with pytest.raises(errors.EmptyUpload) as caught:
+            read_clip(source, max_frames=5)
+        assert caught.value.code == "empty_upload"
+        assert caught.value.status == 400
+
+
+def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_clip(tmp_path / "nowhere.mp4", max_frames=5)
+
+
+def test_too_many_bytes_are_refused(numbered_mp4: Path, private_tmp: Path) -> None:
+    size = numbered_mp4.stat().st_size
+    limits = Limits(max_bytes=size - 1)
+
+    for source in (numbered_mp4, numbered_mp4.read_bytes()):
+        with pytest.raises(errors.VideoTooLarge) as caught:
+            read_clip(source, max_frames=5, limits=limits)
+        assert caught.value.code == "video_too_large"
+        assert caught.value.status == 413
+        assert caught.value.details == {"size_bytes": size, "max_bytes": size - 1}
+    assert read_clip(numbered_mp4, max_frames=1, limits=Limits(max_bytes=size)).frames
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_too_long_clip_is_refused(numbered_mp4: Path) -> None:
+    with pytest.raises(errors.VideoTooLong) as caught:
+        read_clip(numbered_mp4, max_frames=5, limits=Limits(max_duration_s=1.9))
+
+    assert caught.value.code == "video_too_long"
+    assert caught.value.status == 422
+    assert caught.value.details["duration_s"] == pytest.approx(2.0)
+    assert read_clip(numbered_mp4, max_frames=1, limits=Limits(max_duration_s=2.0))
+
+
+def test_too_long_streamed_clip_is_refused_while_counting(clips: Path) -> None:
+    path = media.make_numbered_clip(
+        clips / "streamed-long.mkv",
+        frames=90,
+        video_format="h264-mkv",
+        muxer="matroska",
+    )
+
+    with pytest.raises(errors.VideoTooLong):
+        read_clip(path, max_frames=5, limits=Limits(max_duration_s=2.5))
+
+
+def test_limits_are_judged_from_the_header_before_decoding(
+    clips: Path, faststart_mp4: Path
+) -> None:
+    # No frame of this file can be decoded, so only its header can break these limits.
+    empty = media.header_only_mp4(faststart_mp4, clips / "header-only-limits.mp4")
+
+    with pytest.raises(errors.FrameTooLarge):
+        read_clip(empty, max_frames=5, limits=Limits(max_width=100, max_height=100))
+    with pytest.raises(errors.VideoTooLong):
+        read_clip(empty, max_frames=5, limits=Limits(max_duration_s=1.0))
+
+
+def test_too_large_frames_are_refused_in_either_orientation(
+    numbered_mp4: Path,
+) -> None:
+    portrait_box = Limits(max_width=240, max_height=320)
+    small_box = Limits(max_width=319, max_height=319)
+
+    assert read_clip(numbered_mp4, max_frames=1, limits=portrait_box).frames
+    with pytest.raises(errors.FrameTooLarge) as caught:
+        read_clip(numbered_mp4, max_frames=1, limits=small_box)
+
+    assert caught.value.code == "frame_too_large"
+    assert caught.value.status == 422
+    assert caught.value.details["width"] == 320
+
+
+def test_default_frame_size_limit_refuses_wider_than_4096(clips: Path) -> None:
+    wide = media.make_clip(
+        clips / "wide.avi", seconds=0.1, size=(4112, 16), codec="mjpeg", pix_fmt=""
+    )
+
+    with pytest.raises(errors.FrameTooLarge):
+        read_clip(wide, max_frames=1, limits=Limits())
+
+
+@pytest.mark.parametrize("arguments", [{"max_frames": 0}, {"max_side": 0}])
+def test_invalid_sampling_parameters_are_refused(
+    numbered_mp4: Path, arguments: dict[str, int]
+) -> None:
+    request = {"max_frames": 4, **arguments}
+
+    with pytest.raises(errors.InvalidParameter) as caught:
+        read_clip(numbered_mp4, **request)
+
+    assert caught.value.code == "invalid_parameter"
+
+
+def test_limits_come_from_the_environment(
+    numbered_mp4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGN2TEXT_MAX_BYTES", "1000")
+    monkeypatch.setenv("SIGN2TEXT_MAX_DURATION_S", "1.5")
+    monkeypatch.setenv("SIGN2TEXT_MAX_FRAME_SIZE", "640x480")
+
+    assert Limits.from_env() == Limits(
+        max_bytes=1000, max_duration_s=1.5, max_width=640, max_height=480
+    )
+    with pytest.raises(errors.VideoTooLarge):
+        read_clip(numbered_mp4, max_frames=1)
+
+    monkeypatch.setenv("SIGN2TEXT_MAX_BYTES", "")
+    with pytest.raises(errors.VideoTooLong):
+        read_clip(numbered_mp4, max_frames=1)
+
+
+def test_default_limits() -> None:
+    limits = Limits.from_env({})
+
+    assert limits == Limits()
+    assert limits.max_bytes == 32 * 1024 * 1024
+    assert limits.max_duration_s == 20
+    assert (limits.max_width, limits.max_height) == (4096, 4096)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SIGN2TEXT_MAX_BYTES", "lots"),
+        ("SIGN2TEXT_MAX_BYTES", "0"),
+        ("SIGN2TEXT_MAX_DURATION_S", "-3"),
+        ("SIGN2TEXT_MAX_DURATION_S", "inf"),
+        ("SIGN2TEXT_MAX_FRAME_SIZE", "4096"),
+        ("SIGN2TEXT_MAX_FRAME_SIZE", "0x100"),
+    ],
+)
+def test_bad_limit_in_environment_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(errors.ConfigurationError, match=name):
+        Limits.from_env({name: value})
+
+
+def test_no_temp_file_survives_success_or_failure(
+    private_tmp: Path, numbered_mp4: Path, clips: Path, faststart_mp4: Path
+) -> None:
+    header_only = media.header_only_mp4(faststart_mp4, clips / "header-only-tmp.mp4")
+    failures = {
+        b"\x00" * 4096: errors.NotAVideo,
+        header_only.read_bytes(): errors.NoFrames,
+    }
+
+    assert read_clip(numbered_mp4.read_bytes(), max_frames=3).frames
+    assert list(private_tmp.iterdir()) == []
+    for upload, error in failures.items():
+        with pytest.raises(error):
+            read_clip(upload, max_frames=3)
+        assert list(private_tmp.iterdir()) == []
+    with pytest.raises(errors.VideoTooLong):
+        read_clip(
+            numbered_mp4.read_bytes(),
+            max_frames=3,
+            limits=Limits(max_duration_s=1.0),
+        )
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_upload_file_is_private_and_removed_on_error(private_tmp: Path) -> None:
+    with pytest.raises(RuntimeError), video_file(b"clip bytes") as path:
+        assert path.parent == private_tmp
+        assert path.read_bytes() == b"clip bytes"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        raise RuntimeError("the caller failed")
+
+    assert not path.exists()
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_video_file_yields_a_path_source_as_it_is(numbered_mp4: Path) -> None:
+    with video_file(numbered_mp4) as path:
+        assert path == numbered_mp4
+    with video_file(str(numbered_mp4)) as path:
+        assert path == numbered_mp4
+    assert numbered_mp4.exists()
+
+
+@pytest.mark.parametrize(
+    ("frame_count", "max_frames", "expected"),
+    [
+        (0, 5, []),
+        (3, 5, [0, 1, 2]),
+        (5, 5, [0, 1, 2, 3, 4]),
+        (10, 4, [0, 3, 6, 9]),
+        (100, 1, [0]),
+        (100, 2, [0, 99]),
+    ],
+)
+def test_sample_indices(frame_count: int, max_frames: int, expected: list[int]) -> None:
+    indices = sample_indices(frame_count, max_frames)
+
+    assert indices.dtype == np.int64
+    assert indices.tolist() == expected
+
+
+@pytest.mark.parametrize("frame_count", [6, 64, 65, 127, 1000, 12345])
+def test_sample_indices_are_distinct_increasing_and_span_the_clip(
+    frame_count: int,
+) -> None:
+    indices = sample_indices(frame_count, 64)
+
+    assert len(indices) == min(frame_count, 64)
+    assert indices[0] == 0 and indices[-1] == frame_count - 1
+    assert np.all(np.diff(indices) >= 1)
+    gaps = np.diff(indices)
+    assert gaps.max() - gaps.min() <= 1
+
+
+@pytest.mark.shared
+def test_real_clips_match_their_manifest(shared_dir: Path) -> None:
+    clips_dir = shared_dir / "clips"
+    with open(clips_dir / "manifest.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+
+    for row in rows:
+        clip = read_clip(clips_dir / row["file"], max_frames=4, max_side=64)
+
+        assert clip.info.frame_count == int(row["frames"]), row["file"]
+        assert (clip.info.width, clip.info.height) == (
+            int(row["width"]),
+            int(row["height"]),
+        ), row["file"]
+        assert clip.info.fps == pytest.approx(float(row["fps"]), rel=1e-3)
+        assert len(clip.frames) == min(4, int(row["frames"]))
+        assert_rgb_frames(clip)
+
+
+def test_broken_upload_prints_no_native_noise(clips: Path) -> None:
+    broken = media.truncated_copy(
+        media.make_numbered_clip(clips / "noisy.mp4"), clips / "noisy-cut.mp4", 0.5
+    )
+    script = (
+        "import sys\n"
+        "from sign2text_core import errors\n"
+        "from sign2text_core.video import read_clip\n"
+        "try:\n"
+        "    read_clip(sys.argv[1], max_frames=4)\n"
+        "except errors.NotAVideo:\n"
+        "    print('refused')\n"
+    )
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("OPENCV_")
+    }
+
+    finished = subprocess.run(
+        [sys.executable, "-c", script, str(broken)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=True,
+    )
+
+    assert finished.stdout.strip() == "refused"
+    assert finished.stderr == ""
