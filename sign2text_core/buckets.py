@@ -383,13 +383,14 @@ class BucketProcessor:
                 source["size"] = info.size
                 source["content_type"] = info.content_type
                 labels = labels_from_metadata(info.metadata)
-                document["labels_from"] = _labels_source(labels)
+                document["labels_from"] = "object metadata" if labels else None
                 started = time.perf_counter()
                 prediction = self._classify(str(path), top_k=self.top_k, labels=labels)
                 timings["classify"] = _elapsed_ms(started)
             answer = prediction.to_dict()
             document["prediction"] = answer
             document["model"] = answer.get("model")
+            document["labels_from"] = _labels_source(labels, answer)
         except Sign2TextError as error:
             if not error.permanent:
                 raise
@@ -440,22 +441,20 @@ class BucketProcessor:
                 return _Claim(bucket, claim_key, token)
 
             held = self.store.read(bucket, claim_key)
-            if held is None:
-                continue
-            if self._is_stale(held):
+            if held is not None and self._is_stale(held):
                 token = self.store.replace(
                     bucket, claim_key, body, JSON_TYPE, expected=held.version
                 )
                 if token is not None:
                     logger.warning("took over an abandoned claim on %s", claim_key)
                     return _Claim(bucket, claim_key, token)
-                continue
+            elif held is not None:
+                if _finished(self.store.read(bucket, result_key), version):
+                    return None
+                time.sleep(self.poll_s)
 
-            if _finished(self.store.read(bucket, result_key), version):
-                return None
             if time.monotonic() > deadline:
                 raise ClaimHeld(f"{bucket}/{claim_key} is held by another worker")
-            time.sleep(self.poll_s)
 
     def _claim_body(self, version: str | None) -> bytes:
         now = time.time()
@@ -509,10 +508,11 @@ def _finished(document: StoredDocument | None, version: str | None) -> bool:
     return bool(source.get("version") == version)
 
 
-def _labels_source(labels: list[str] | None) -> str:
+def _labels_source(labels: list[str] | None, answer: Mapping[str, Any]) -> str:
+    """Where the vocabulary a prediction was chosen from came from."""
     if labels is not None:
         return "object metadata"
-    if os.environ.get("SIGN2TEXT_LABELS", "").strip():
+    if answer.get("vocabulary", {}).get("restricted"):
         return "deployment default"
     return "model"
 

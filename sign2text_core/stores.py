@@ -223,12 +223,18 @@ class S3Store:
     def create(
         self, bucket: str, key: str, body: bytes, content_type: str
     ) -> str | None:
-        return self._put(bucket, key, body, content_type, IfNoneMatch="*")
+        try:
+            return self._put(bucket, key, body, content_type, IfNoneMatch="*")
+        except ObjectChanged:
+            return None
 
     def replace(
         self, bucket: str, key: str, body: bytes, content_type: str, *, expected: str
     ) -> str | None:
-        return self._put(bucket, key, body, content_type, IfMatch=f'"{expected}"')
+        try:
+            return self._put(bucket, key, body, content_type, IfMatch=f'"{expected}"')
+        except (ObjectChanged, ObjectMissing):
+            return None
 
     def delete(self, bucket: str, key: str, *, expected: str | None = None) -> bool:
         conditions = {"IfMatch": f'"{expected}"'} if expected else {}
@@ -241,19 +247,16 @@ class S3Store:
 
     def _put(
         self, bucket: str, key: str, body: bytes, content_type: str, **conditions: str
-    ) -> str | None:
-        try:
-            with self._translated():
-                answer = self.client.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=body,
-                    ContentType=content_type,
-                    **conditions,
-                )
-        except (ObjectMissing, ObjectChanged):
-            return None
-        return _unquote(answer["ETag"])
+    ) -> str:
+        with self._translated():
+            answer = self.client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                **conditions,
+            )
+        return str(answer["ETag"]).strip('"')
 
     @staticmethod
     def _info(bucket: str, key: str, answer: Mapping[str, Any]) -> ObjectInfo:
@@ -290,6 +293,9 @@ class S3Store:
     def _client_error(self, error: Any) -> Exception:
         code = error.response.get("Error", {}).get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code == "NoSuchBucket":
+            # An operator's mistake (a wrong bucket name), never an object's state.
+            return error  # type: ignore[no-any-return]
         if status == 404 or code in ("NoSuchKey", "NotFound", "404"):
             return ObjectMissing(str(error))
         if status in (409, 412) or code in ("PreconditionFailed", "412"):
@@ -429,7 +435,7 @@ class GCSStore:
                     content_type=content_type,
                     **self._options(if_generation_match=generation),
                 )
-        except (ObjectMissing, ObjectChanged):
+        except ObjectChanged:
             return None
         return str(blob.generation)
 
