@@ -499,10 +499,10 @@ def _decode_evenly(
     stream ends early (a truncated file) and too few frames were kept, the frames that
     did decode are sampled again, once.
     """
-    frames, kept, decoded = _decode_indices(
-        path, sample_indices(frame_count, max_frames), convert
-    )
-    if decoded < frame_count:
+    indices = sample_indices(frame_count, max_frames)
+    frames, kept, reached = _decode_indices(path, indices, convert)
+    if reached <= indices[-1]:
+        decoded = reached
         logger.info("only %d of %d frames could be decoded", decoded, frame_count)
         frame_count = decoded
         if decoded > 0 and len(frames) < min(decoded, max_frames):

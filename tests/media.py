@@ -64,6 +64,7 @@ class VideoFormat:
 
 
 _YUV = ("-pix_fmt", "yuv420p")
+_VPX_FAST = ("-b:v", "1M", "-deadline", "realtime", "-cpu-used", "8")
 _X265 = ("-c:v", "libx265", *_YUV, "-x265-params", "log-level=error")
 
 FORMATS: dict[str, VideoFormat] = {
@@ -73,8 +74,8 @@ FORMATS: dict[str, VideoFormat] = {
         VideoFormat("h265-mp4", ".mp4", "hevc", (*_X265, "-tag:v", "hvc1")),
         VideoFormat("h264-mov", ".mov", "h264", ("-c:v", "libx264", *_YUV)),
         VideoFormat("h265-mov", ".mov", "hevc", _X265),
-        VideoFormat("vp8-webm", ".webm", "vp8", ("-c:v", "libvpx", "-b:v", "1M")),
-        VideoFormat("vp9-webm", ".webm", "vp9", ("-c:v", "libvpx-vp9", "-b:v", "1M")),
+        VideoFormat("vp8-webm", ".webm", "vp8", ("-c:v", "libvpx", *_VPX_FAST)),
+        VideoFormat("vp9-webm", ".webm", "vp9", ("-c:v", "libvpx-vp9", *_VPX_FAST)),
         VideoFormat("mjpeg-avi", ".avi", "mjpeg", ("-c:v", "mjpeg", "-q:v", "3")),
         VideoFormat("h264-mkv", ".mkv", "h264", ("-c:v", "libx264", *_YUV)),
         VideoFormat("gif", ".gif", "gif", ("-c:v", "gif")),
