@@ -33,6 +33,13 @@ def get_service() -> Service:
         return _service
 
 
+def reset_service() -> None:
+    """Forget the service, so the next request reads the environment again."""
+    global _service
+    with _service_lock:
+        _service = None
+
+
 def configure_logging() -> None:
     """Send the core's INFO lines (one JSON line per request) to stdout.
 

@@ -494,14 +494,15 @@ class Service:
 
     def model_document(self) -> dict[str, Any]:
         """The model's name, version and labels, and the limits uploads must meet."""
-        bundle = self.classifier.bundle
+        classifier = self.classifier
+        bundle = classifier.bundle
         limits = self.config.limits
-        default_labels = _labels([os.environ.get("SIGN2TEXT_LABELS", "")]) or None
+        default_labels = getattr(classifier, "default_labels", None)
         return {
             "name": bundle.name,
             "version": bundle.version,
             "labels": list(bundle.labels),
-            "default_labels": default_labels,
+            "default_labels": list(default_labels) if default_labels else None,
             "limits": {
                 "max_bytes": limits.max_bytes,
                 "max_duration_s": limits.max_duration_s,

@@ -145,7 +145,7 @@ class Clips:
 
 
 def make_clips(folder: Path) -> Clips:
-    good = make_clip(folder / "good.mp4", seconds=1.0, fps=15, size=(160, 120))
+    good = make_clip(folder / "good.mp4", seconds=0.4, fps=10, size=(160, 120))
 
     truncated = folder / "truncated.mp4"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
