@@ -19,6 +19,7 @@ import numpy as np
 from sign2text_core.errors import (
     ConfigurationError,
     InvalidParameter,
+    NotFound,
     Sign2TextError,
     UnknownLabel,
 )
@@ -48,8 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say_error(error.code, error.message)
         usage = isinstance(error, InvalidParameter | UnknownLabel)
         return EXIT_USAGE if usage else EXIT_FAILED
+    except OSError as error:
+        failure = _file_error(Path(error.filename or "?"), error)
+        _say_error(failure.code, failure.message)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # a fault of ours: a line for the user, not a traceback
+        logger.debug("command failed", exc_info=True)
+        _say_error("internal_error", f"{type(error).__name__}: {error} (-v shows more)")
+        return EXIT_FAILED
     return code
 
 
@@ -159,7 +168,7 @@ def _run_classify(args: argparse.Namespace) -> int:
     failures = 0
     for clip in args.clips:
         try:
-            inspection = classifier.inspect(clip, top_k=args.top, labels=labels)
+            inspection = _inspect(classifier, clip, top_k=args.top, labels=labels)
         except Sign2TextError as error:
             failures += 1
             _report_clip_error(clip, error, as_json=args.json)
@@ -175,6 +184,20 @@ def _run_classify(args: argparse.Namespace) -> int:
                 classifier,
             )
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _inspect(classifier: Any, clip: Path, **options: Any) -> Any:
+    """The classifier's inspection of ``clip``, with file errors as service errors."""
+    try:
+        return classifier.inspect(clip, **options)
+    except OSError as error:
+        raise _file_error(clip, error) from error
+
+
+def _file_error(path: Path, error: OSError) -> Sign2TextError:
+    if isinstance(error, FileNotFoundError):
+        return NotFound(f"No such file: {path}")
+    return InvalidParameter(f"Cannot read {path}: {error.strerror or error}")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -211,7 +234,7 @@ def _run_landmarks(args: argparse.Namespace) -> int:
         )
 
     # The landmarks of exactly the frames the model sees (mirrored if it mirrors).
-    inspection = classifier.inspect(args.clip, top_k=1)
+    inspection = _inspect(classifier, args.clip, top_k=1)
     assert inspection.landmarks is not None
     with _opened(args.out) as stream:
         np.savez_compressed(
