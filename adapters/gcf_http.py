@@ -12,6 +12,7 @@ from sign2text_core import errors
 from sign2text_core.service import HttpRequest
 
 READ_CHUNK_BYTES = 1 << 20
+DISCARD_LIMIT_BYTES = 256 << 20
 
 
 def handle(request: Any) -> tuple[bytes, int, dict[str, str]]:
@@ -23,6 +24,7 @@ def handle(request: Any) -> tuple[bytes, int, dict[str, str]]:
         service.check_declared_length(head.headers)
         body = _read_body(request, service.config.max_request_bytes)
     except errors.Sign2TextError as error:
+        _discard_rest(request)
         reply = service.error_reply_for(error, head)
     else:
         reply = service.handle(_http_request(request, body))
@@ -43,6 +45,20 @@ def _read_body(request: Any, limit: int) -> bytes:
                 f"The request body is larger than {limit} bytes.", max_bytes=limit
             )
         chunks.append(chunk)
+
+
+def _discard_rest(request: Any) -> None:
+    """Read what is left of a refused body without keeping it.
+
+    functions-framework reads any unread body into memory after the response so the
+    client does not see a reset connection; draining it here keeps that cheap.
+    """
+    remaining = DISCARD_LIMIT_BYTES
+    while remaining > 0:
+        chunk = request.stream.read(min(READ_CHUNK_BYTES, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
 
 
 def _http_request(request: Any, body: bytes) -> HttpRequest:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.runtime import event_log_line
+from sign2text_core import errors
+
 name = "http"
+
+logger = logging.getLogger(__name__)
 
 _handler: Any = None
 _handler_lock = threading.Lock()
@@ -22,7 +29,27 @@ def infer(event: Mapping[str, Any]) -> bool:
 
 
 def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    response: dict[str, Any] = _mangum()(event, context)
+    """The HTTP response for the event, shaped for the platform that sent it.
+
+    An event with an HTTP shape Mangum cannot read gets a 400 answer, logged.
+    """
+    try:
+        response: dict[str, Any] = _mangum()(event, context)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as error:
+        logger.warning(
+            event_log_line(
+                event="lambda_event_malformed",
+                error=repr(error),
+                request_id=getattr(context, "aws_request_id", None),
+            )
+        )
+        refusal = errors.MalformedRequest("The HTTP event could not be read.")
+        return {
+            "statusCode": refusal.status,
+            "headers": {"content-type": "application/json"},
+            "body": json.dumps(refusal.to_dict()),
+            "isBase64Encoded": False,
+        }
     return response
 
 

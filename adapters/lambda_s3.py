@@ -1,48 +1,44 @@
-"""Lambda events about S3 objects: notifications, S3 -> SQS and EventBridge."""
+"""Lambda events about S3 objects: notifications, S3 -> SQS or SNS, and EventBridge."""
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.runtime import event_log_line
+
 name = "s3"
+
+logger = logging.getLogger(__name__)
 
 
 def infer(event: Mapping[str, Any]) -> bool:
-    """True for S3 notification records, SQS records carrying them, and EventBridge
-    events from ``aws.s3``."""
-    if event.get("source") == "aws.s3" and isinstance(event.get("detail"), Mapping):
-        return True
+    from sign2text_core import buckets
+
     records = event.get("Records")
-    if not isinstance(records, list) or not records:
+    if isinstance(records, list) and not all(isinstance(r, Mapping) for r in records):
         return False
-    return all(_is_s3_record(record) for record in records)
+    return buckets.is_bucket_event(event)
 
 
 def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """The bucket processor's answer; transient failures raise so Lambda retries.
+
+    An event of the right source but the wrong shape can never succeed, so it is
+    logged and answered as ignored instead of raised.
+    """
     from sign2text_core import buckets
 
-    return buckets.handle_s3_event(dict(event))
-
-
-def _is_s3_record(record: Any) -> bool:
-    if not isinstance(record, Mapping):
-        return False
-    if record.get("eventSource") == "aws:s3":
-        return True
-    if record.get("eventSource") == "aws:sqs":
-        return _carries_s3_event(record.get("body"))
-    return False
-
-
-def _carries_s3_event(body: Any) -> bool:
-    if not isinstance(body, str):
-        return False
     try:
-        message = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(message, Mapping) and (
-        "Records" in message or message.get("Event") == "s3:TestEvent"
-    )
+        return buckets.handle_s3_event(dict(event))
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        logger.warning(
+            event_log_line(
+                event="lambda_event_ignored",
+                reason="malformed S3 event",
+                error=repr(error),
+                request_id=getattr(context, "aws_request_id", None),
+            )
+        )
+        return {"status": "ignored", "reason": "malformed S3 event"}
