@@ -173,7 +173,7 @@ def test_classify_raw_body_with_labels_chooses_among_them(
     document = response.json()
     assert response.status_code == 200, document
     assert {entry["label"] for entry in document["top_k"]} == {"hello", "yes"}
-    assert document["vocabulary"]["restricted"] is True
+    assert document["vocabulary"]["size"] == 2  # the repeated label counts once
     assert sum(entry["score"] for entry in document["top_k"]) == pytest.approx(1, 1e-4)
 
 
