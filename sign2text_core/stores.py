@@ -315,6 +315,8 @@ class GCSStore:
     talk to an emulator with anonymous credentials.
     """
 
+    READ_ATTEMPTS = 5
+
     def __init__(
         self,
         *,
@@ -385,7 +387,7 @@ class GCSStore:
 
         limited = _LimitedSink(sink, max_bytes)
         with self._translated():
-            blob.download_to_file(
+            self._fresh_blob(bucket, key).download_to_file(
                 limited,
                 raw_download=True,
                 **self._options(if_generation_match=blob.generation),
@@ -393,16 +395,33 @@ class GCSStore:
         return info
 
     def read(self, bucket: str, key: str) -> StoredDocument | None:
+        # The object may be replaced or deleted between learning its generation and
+        # downloading that generation; then look again.
+        for _ in range(self.READ_ATTEMPTS):
+            try:
+                return self._read_once(bucket, key)
+            except ObjectChanged:
+                continue
+            except ObjectMissing:
+                return None
+        raise StoreUnavailable(f"gs://{bucket}/{key} kept changing while read")
+
+    def _read_once(self, bucket: str, key: str) -> StoredDocument | None:
         with self._translated():
             blob = self.client.bucket(bucket).get_blob(key, **self._options())
             if blob is None:
                 return None
             generation = blob.generation
-            body = blob.download_as_bytes(
+            body = self._fresh_blob(bucket, key).download_as_bytes(
                 raw_download=True,
                 **self._options(if_generation_match=generation),
             )
         return StoredDocument(body=body, version=str(generation))
+
+    def _fresh_blob(self, bucket: str, key: str) -> Any:
+        # A blob without the server's media link: the client builds the download
+        # address from the name itself (emulators return links with unquoted names).
+        return self.client.bucket(bucket).blob(key)
 
     def create(
         self, bucket: str, key: str, body: bytes, content_type: str
