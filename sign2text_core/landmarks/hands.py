@@ -1,0 +1,293 @@
+"""Hand landmarks over the frames of a clip: palm detection, then tracking.
+
+Per frame, each hand followed from the previous frame is looked for again in a
+region framed on its last landmarks; the palm detector (the costly network) runs
+only when no hand is followed, when a followed hand was just lost, or every
+``redetect_interval`` frames while fewer than two hands are followed, in case a new
+one has come into view. Each found hand is named left or right as MediaPipe
+Holistic names them: by the signer's own hands, so the signer's left hand is
+``left`` whether or not the video is mirrored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from sign2text_core.landmarks.detection import PALM_DETECTOR, Detector
+from sign2text_core.landmarks.regions import (
+    ImageSize,
+    Region,
+    crop,
+    hand_region_from_landmarks,
+    palm_region,
+    project_landmarks,
+    region_iou,
+)
+from sign2text_core.landmarks.runtime import get_session
+
+logger = logging.getLogger(__name__)
+
+HAND_POINTS = 21
+VARIANTS = ("full", "lite")
+
+# From mediapipe/modules/hand_landmark/hand_landmark_cpu.pbtxt.
+LANDMARK_INPUT = (224, 224)
+LANDMARK_Z_SCALE = 0.4
+
+
+@dataclass(frozen=True)
+class HandOptions:
+    """Thresholds and budget of the hand tracker.
+
+    ``min_presence`` and ``min_detection_score`` are MediaPipe's defaults (0.5);
+    ``same_hand_iou`` is the overlap above which two regions are taken for one hand
+    (MediaPipe's hand tracking also uses 0.5).
+    """
+
+    max_hands: int = 2
+    min_detection_score: float = 0.5
+    min_presence: float = 0.5
+    same_hand_iou: float = 0.5
+    redetect_interval: int = 4
+
+
+@dataclass(frozen=True)
+class HandModels:
+    """The palm detector and hand landmark network, sessions shared per process."""
+
+    detector: Detector
+    landmarker: ort.InferenceSession
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | os.PathLike[str],
+        *,
+        palm_variant: str = "full",
+        landmark_variant: str = "full",
+        min_detection_score: float = 0.5,
+    ) -> HandModels:
+        """Load the palm detector and hand landmark network from ``model_dir``.
+
+        Raises:
+            ValueError: a variant is not ``full`` or ``lite``.
+            ModelUnavailable: a network file is missing or cannot be loaded.
+        """
+        for variant in (palm_variant, landmark_variant):
+            if variant not in VARIANTS:
+                raise ValueError(f"hand variant {variant!r} is not one of {VARIANTS}")
+        folder = Path(model_dir)
+        palm_session = get_session(folder / f"palm_detection_{palm_variant}.onnx")
+        spec = replace(PALM_DETECTOR, min_score=min_detection_score)
+        return cls(
+            detector=Detector(palm_session, spec),
+            landmarker=get_session(folder / f"hand_landmark_{landmark_variant}.onnx"),
+        )
+
+
+@dataclass(frozen=True)
+class Hand:
+    """One hand found in one frame.
+
+    ``landmarks`` [21, 3] in normalised frame coordinates (z relative, on x's scale);
+    ``right_score`` is the network's belief that this is the signer's right hand.
+    """
+
+    landmarks: np.ndarray
+    presence: float
+    right_score: float
+    region: Region
+
+
+@dataclass(frozen=True)
+class FrameHands:
+    """The signer's left and right hand in one frame, or None where not found."""
+
+    left: Hand | None
+    right: Hand | None
+
+
+@dataclass
+class _Track:
+    """A hand followed from frame to frame."""
+
+    region: Region
+    right_votes: list[float] = field(default_factory=list)
+
+    @property
+    def right_score(self) -> float:
+        return float(np.mean(self.right_votes))
+
+
+def find_hand(
+    models: HandModels, frame: np.ndarray, region: Region, min_presence: float
+) -> Hand | None:
+    """The hand in ``region`` of ``frame``, or None when the network sees none there."""
+    height, width = frame.shape[:2]
+    tensor = crop(frame, region, LANDMARK_INPUT)
+    input_name = models.landmarker.get_inputs()[0].name
+    points, presence, handedness, _world = models.landmarker.run(
+        None, {input_name: tensor[None]}
+    )
+
+    presence_score = float(presence.reshape(-1)[0])
+    if presence_score < min_presence:
+        return None
+
+    landmarks = project_landmarks(
+        points.reshape(HAND_POINTS, 3),
+        region,
+        (width, height),
+        LANDMARK_INPUT,
+        LANDMARK_Z_SCALE,
+    )
+    # TODO: verify
+    right_score = float(handedness.reshape(-1)[0])
+    return Hand(landmarks, presence_score, right_score, region)
+
+
+class HandTracker:
+    """Follows up to ``max_hands`` hands across consecutive frames of one clip.
+
+    One tracker per clip: it keeps the previous frame's hands. Not thread-safe; the
+    models it uses are, so run one tracker per concurrent clip.
+    """
+
+    def __init__(self, models: HandModels, options: HandOptions | None = None) -> None:
+        self.models = models
+        self.options = options or HandOptions()
+        self.detections_run = 0
+        self._tracks: list[_Track] = []
+        self._frames_since_detection = 0
+
+    def process(self, frame: np.ndarray) -> FrameHands:
+        """The hands in ``frame`` (RGB uint8 HxWx3), the next frame of the clip."""
+        height, width = frame.shape[:2]
+        size = (width, height)
+
+        followed, lost = self._follow(frame)
+        if self._should_detect(len(followed), lost):
+            followed += self._detect_new(frame, [track for track, _ in followed])
+            self._frames_since_detection = 0
+        else:
+            self._frames_since_detection += 1
+
+        self._tracks = [self._advance(track, hand, size) for track, hand in followed]
+        return self._name_sides(followed)
+
+    def _follow(self, frame: np.ndarray) -> tuple[list[tuple[_Track, Hand]], bool]:
+        """Look for each followed hand again; True as second value if any was lost."""
+        kept: list[tuple[_Track, Hand]] = []
+        lost = False
+        for track in self._tracks:
+            hand = find_hand(
+                self.models, frame, track.region, self.options.min_presence
+            )
+            if hand is None or self._overlaps(hand, [h for _, h in kept], frame):
+                lost = True
+                continue
+            kept.append((track, hand))
+        return kept, lost
+
+    def _should_detect(self, followed: int, lost: bool) -> bool:
+        if followed >= self.options.max_hands:
+            return False
+        if followed == 0 or lost:
+            return True
+        return self._frames_since_detection + 1 >= self.options.redetect_interval
+
+    def _detect_new(
+        self, frame: np.ndarray, followed: list[_Track]
+    ) -> list[tuple[_Track, Hand]]:
+        """Palm detection → landmarks for hands not already followed."""
+        height, width = frame.shape[:2]
+        size = (width, height)
+        self.detections_run += 1
+
+        detections = self.models.detector.detect(frame)
+        known = [track.region for track in followed]
+        known_hands: list[Hand] = []
+        found: list[tuple[_Track, Hand]] = []
+        for index in range(len(detections)):
+            if len(followed) + len(found) >= self.options.max_hands:
+                break
+            region = palm_region(
+                detections.boxes[index], detections.keypoints[index], size
+            )
+            if any(
+                region_iou(region, other) > self.options.same_hand_iou
+                for other in known
+            ):
+                continue
+            hand = find_hand(self.models, frame, region, self.options.min_presence)
+            if hand is None or self._overlaps(hand, known_hands, frame):
+                continue
+            known.append(region)
+            known_hands.append(hand)
+            found.append((_Track(region), hand))
+        return found
+
+    def _overlaps(self, hand: Hand, others: Sequence[Hand], frame: np.ndarray) -> bool:
+        """True when ``hand`` is one of ``others`` seen again (regions overlap)."""
+        height, width = frame.shape[:2]
+        region = hand_region_from_landmarks(hand.landmarks, (width, height))
+        return any(
+            region_iou(
+                region, hand_region_from_landmarks(other.landmarks, (width, height))
+            )
+            > self.options.same_hand_iou
+            for other in others
+        )
+
+    @staticmethod
+    def _advance(track: _Track, hand: Hand, size: ImageSize) -> _Track:
+        votes = [*track.right_votes, hand.right_score]
+        return _Track(hand_region_from_landmarks(hand.landmarks, size), votes)
+
+    def _name_sides(self, found: list[tuple[_Track, Hand]]) -> FrameHands:
+        """Name each hand left or right by its track's handedness votes.
+
+        Two hands always get different names: the one more likely right is right.
+        """
+        if not found:
+            return FrameHands(None, None)
+        if len(found) == 1:
+            track, hand = found[0]
+            if track.right_score >= 0.5:
+                return FrameHands(None, hand)
+            return FrameHands(hand, None)
+        ranked = sorted(found[:2], key=lambda pair: pair[0].right_score)
+        return FrameHands(left=ranked[0][1], right=ranked[1][1])
+
+
+def track_hands(
+    frames: Sequence[np.ndarray],
+    models: HandModels,
+    options: HandOptions | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right hand landmarks of the signer over a clip's frames.
+
+    Returns two float32 arrays [T, 21, 3] in normalised frame coordinates, NaN on
+    frames where that hand was not found.
+    """
+    tracker = HandTracker(models, options)
+    left = np.full((len(frames), HAND_POINTS, 3), np.nan, np.float32)
+    right = np.full((len(frames), HAND_POINTS, 3), np.nan, np.float32)
+    for index, frame in enumerate(frames):
+        hands = tracker.process(frame)
+        if hands.left is not None:
+            left[index] = hands.left.landmarks
+        if hands.right is not None:
+            right[index] = hands.right.landmarks
+    logger.debug(
+        "hands tracked",
+        extra={"frames": len(frames), "palm_detections": tracker.detections_run},
+    )
+    return left, right
