@@ -467,10 +467,10 @@ def _count_frames(path: Path, header: _Header, limits: Limits) -> int:
     reading packets without decoding them costs a few milliseconds. The count stops
     as soon as the clip is known to be too long.
     """
-    fps = header.fps
-    frame_cap = (
-        math.floor(limits.max_duration_s * fps) if fps else _MAX_PLAUSIBLE_FRAMES
-    )
+    # Without a frame rate the duration is unknown; counting still stops at what the
+    # fastest plausible rate would fit in the limit.
+    fps = header.fps or _MAX_PLAUSIBLE_FPS
+    frame_cap = math.floor(limits.max_duration_s * fps)
 
     with _capture(path) as capture:
         undecoded = bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
@@ -480,7 +480,7 @@ def _count_frames(path: Path, header: _Header, limits: Limits) -> int:
         while count <= frame_cap and capture.grab():
             count += 1
 
-    if fps and count > frame_cap:
+    if count > frame_cap:
         _check_duration(count / fps, limits)
     if header.frame_count is not None and count != header.frame_count:
         logger.info("container promised %d frames, found %d", header.frame_count, count)
