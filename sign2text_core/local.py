@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
-logger = logging.getLogger(__name__)
-
 
 def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve ``handler:app`` with uvicorn until interrupted.
@@ -21,5 +17,6 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
 
     # Read the settings now so a bad value stops the server before it listens.
     ServiceConfig.from_env()
-    logger.info("serving the Sign2Text API on http://%s:%d", host, port)
-    uvicorn.run("handler:app", host=host, port=port, log_level="warning")
+    # uvicorn announces the address; the service logs one JSON line per request, so
+    # uvicorn's own access log would only repeat it.
+    uvicorn.run("handler:app", host=host, port=port, log_level="info", access_log=False)
