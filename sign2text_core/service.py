@@ -366,6 +366,7 @@ class Service:
         self._classifier = classifier
         self._classifier_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self._cold = True
         self._documents = dict(documents or {})
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/classify": {"POST": self._classify},
@@ -408,9 +409,10 @@ class Service:
         except errors.Sign2TextError as error:
             reply = error_reply(error)
             facts["error"] = error.code
-        except errors.ConfigurationError as error:
+        except errors.ConfigurationError:
             logger.exception("the service is misconfigured")
-            reply = error_reply(errors.InternalError(f"Misconfigured: {error}"))
+            misconfigured = "The service is misconfigured; its log says how."
+            reply = error_reply(errors.InternalError(misconfigured))
             facts["error"] = errors.InternalError.code
         except Exception:
             logger.exception("request %s failed", request_id)
@@ -438,7 +440,9 @@ class Service:
         if request.path in self._documents:
             if request.method != "GET":
                 raise errors.MethodNotAllowed(allow=["GET"])
-            return self._documents[request.path]
+            document = self._documents[request.path]
+            # A copy: the headers of each reply get this request's id and CORS.
+            return Reply(document.status, document.body, dict(document.headers))
 
         methods = self._routes.get(request.path)
         if methods is None:
@@ -570,8 +574,10 @@ class Service:
             "path": request.path,
             "status": reply.status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "cold_start": self._cold,
             **facts,
         }
+        self._cold = False
         logger.info(json.dumps(_finite(line), separators=(",", ":")))
 
 

@@ -81,6 +81,7 @@ def test_one_json_log_line_per_request_without_the_body(
 
     lines = [json.loads(record.getMessage()) for record in caplog.records]
     assert [line["status"] for line in lines] == [200, 422]
+    assert [line["cold_start"] for line in lines] == [True, False]
     assert lines[0]["request_id"] == "r-1" == reply.headers["x-request-id"]
     assert lines[0]["label"] == reply.document()["label"]
     assert set(lines[0]["timings_ms"]) and lines[0]["clip"]["width"] == 160
@@ -235,3 +236,19 @@ def test_service_answers_every_route_it_documents(tmp_path: Path) -> None:
         "/v1/model": 200,
         "/nope": 404,
     }
+
+
+def test_fixed_documents_do_not_keep_one_request_s_headers() -> None:
+    service = Service(
+        config(cors_origins=("https://a.example",)),
+        documents={"/openapi.json": Reply.json(200, {})},
+    )
+
+    first = service.handle(
+        HttpRequest("GET", "/openapi.json", {"origin": "https://a.example"})
+    )
+    second = service.handle(HttpRequest("GET", "/openapi.json", {}))
+
+    assert first.headers["access-control-allow-origin"] == "https://a.example"
+    assert "access-control-allow-origin" not in second.headers
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
