@@ -49,10 +49,14 @@ class TensorSpec:
 class LandmarkSettings:
     """How clip landmarks become the classifier's input (pipeline ``landmarks``).
 
+    ``frames`` is the classifier's frame count; ``landmark_frames`` how many frames of a
+    clip (evenly spaced) go through the landmark networks, at most ``frames``: fewer
+    cost less, and each model frame then takes the landmarks of the nearest one.
     Indices are into the MediaPipe face mesh (468 points) and pose (33 points).
     """
 
     frames: int
+    landmark_frames: int
     lip_indices: tuple[int, ...]
     pose_indices: tuple[int, ...]
     hand_selection: str
@@ -212,8 +216,16 @@ def _landmark_settings(fields: _Fields, folder: Path) -> LandmarkSettings:
                 f"landmarks.networks[{index}]", f"{network} is not in {networks_dir}"
             )
 
+    frames = fields.positive_int("preprocessing.frames")
+    landmark_frames = fields.optional_positive_int("preprocessing.landmark_frames")
+    if landmark_frames is not None and landmark_frames > frames:
+        fields.fail(
+            "preprocessing.landmark_frames", f"must be at most frames ({frames})"
+        )
+
     return LandmarkSettings(
-        frames=fields.positive_int("preprocessing.frames"),
+        frames=frames,
+        landmark_frames=landmark_frames or frames,
         lip_indices=tuple(fields.int_list("preprocessing.lip_indices", maximum=467)),
         pose_indices=tuple(fields.int_list("preprocessing.pose_indices", maximum=32)),
         hand_selection=fields.choice(

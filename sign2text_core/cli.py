@@ -241,6 +241,7 @@ def _run_landmarks(args: argparse.Namespace) -> int:
             stream,
             landmarks=inspection.landmarks,
             frame_index=np.asarray(inspection.clip.frame_index),
+            frame_count=np.int64(inspection.clip.info.frame_count),
             fps=np.float32(inspection.clip.info.fps),
             mirrored=np.bool_(settings.mirror_frames),
         )

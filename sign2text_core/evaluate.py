@@ -259,4 +259,12 @@ def _classify(
         raise InvalidParameter(f"No stored landmarks for {clip.name} at {stored}.")
     with np.load(stored) as archive:
         landmarks = archive["landmarks"]
-    return classifier.classify_landmarks(landmarks, top_k=top_k, labels=vocabulary)
+        frame_index = archive.get("frame_index")
+        frame_count = int(archive["frame_count"]) if "frame_count" in archive else None
+    return classifier.classify_landmarks(
+        landmarks,
+        top_k=top_k,
+        labels=vocabulary,
+        frame_index=frame_index,
+        frame_count=frame_count,
+    )

@@ -132,6 +132,36 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return result
 
 
+def model_frame_positions(frame_count: int, frames: int) -> np.ndarray:
+    """The clip positions the model was trained to see for a clip of ``frame_count``.
+
+    Every frame of a clip of at most ``frames``; of a longer one, ``frames`` evenly
+    spaced positions, truncated (not rounded) as in training.
+    """
+    if frame_count <= frames:
+        return np.arange(frame_count)
+    positions: np.ndarray = np.linspace(0, frame_count - 1, frames).astype(int)
+    return positions
+
+
+def align_to_model_frames(
+    landmarks: np.ndarray, frame_index: np.ndarray, frame_count: int, frames: int
+) -> np.ndarray:
+    """Landmarks at the model's frame positions, each from the nearest sampled frame.
+
+    ``landmarks[i]`` belongs to clip frame ``frame_index[i]``. When every model
+    position was sampled this returns exactly those frames; when fewer frames were
+    sampled, neighbouring positions share a sample, so the clip keeps its length in
+    time as the model knows it.
+    """
+    sampled = np.asarray(frame_index, dtype=np.int64)
+    count = max(frame_count, int(sampled.max()) + 1)
+    wanted = model_frame_positions(count, frames)
+    nearest = np.abs(wanted[:, np.newaxis] - sampled[np.newaxis, :]).argmin(axis=1)
+    aligned: np.ndarray = landmarks[nearest]
+    return aligned
+
+
 def frames_with_hands(landmarks: np.ndarray) -> np.ndarray:
     """Per frame: was any point of either hand found?"""
     left = landmarks[:, LEFT_HAND_START : LEFT_HAND_START + HAND_POINTS]
@@ -322,7 +352,9 @@ class Classifier:
             started = time.perf_counter()
             landmarks = self.extract_landmarks(clip.frames)
             timings["landmarks"] = _elapsed_ms(started)
-            model_input = self._landmark_model_input(landmarks)
+            model_input = self._landmark_model_input(
+                landmarks, clip.frame_index, clip.info.frame_count
+            )
         else:
             started = time.perf_counter()
             model_input = self._pixel_model_input(clip.frames)
@@ -347,8 +379,13 @@ class Classifier:
         *,
         top_k: int = 5,
         labels: Iterable[str] | None = None,
+        frame_index: np.ndarray | None = None,
+        frame_count: int | None = None,
     ) -> Prediction:
         """Classify landmarks already extracted ([T, 543, 3], GISLR layout).
+
+        ``landmarks`` are of every frame of a clip, or, with ``frame_index``, of those
+        frames of a clip of ``frame_count`` frames (as :meth:`inspect` samples them).
 
         Raises:
             InvalidParameter: the bundle classifies pixels, or as :meth:`classify`.
@@ -360,9 +397,20 @@ class Classifier:
             )
         vocabulary = self._vocabulary(labels)
         wanted = _check_top_k(top_k)
-        model_input = self._landmark_model_input(
-            np.asarray(landmarks, dtype=np.float32)
-        )
+        points = np.asarray(landmarks, dtype=np.float32)
+        if (
+            points.ndim != 3
+            or points.shape[1:] != (LANDMARK_POINTS, 3)
+            or not len(points)
+        ):
+            raise InvalidParameter(
+                f"landmarks must be [T, {LANDMARK_POINTS}, 3] with T >= 1, "
+                f"not {list(points.shape)}"
+            )
+        if frame_index is None:
+            frame_index = np.arange(len(points))
+        count = len(points) if frame_count is None else frame_count
+        model_input = self._landmark_model_input(points, frame_index, count)
         return self._predict(model_input, vocabulary, wanted, {}, {})
 
     def extract_landmarks(self, frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -372,19 +420,25 @@ class Classifier:
     @property
     def frames_needed(self) -> int:
         """How many frames of a clip the pipeline reads at most."""
-        settings = self.bundle.landmarks or self.bundle.pixels
-        assert settings is not None
-        return settings.frames
+        if self.bundle.landmarks is not None:
+            return self.bundle.landmarks.landmark_frames
+        assert self.bundle.pixels is not None
+        return self.bundle.pixels.frames
 
     def _vocabulary(self, labels: Iterable[str] | None) -> tuple[str, ...] | None:
         if labels is None:
             return self.default_labels
         return resolve_vocabulary(labels, self.bundle.labels)
 
-    def _landmark_model_input(self, landmarks: np.ndarray) -> ModelInput:
+    def _landmark_model_input(
+        self, landmarks: np.ndarray, frame_index: np.ndarray, frame_count: int
+    ) -> ModelInput:
         settings = self.bundle.landmarks
         assert settings is not None
-        frames, frame_idxs = landmark_input(landmarks, settings)
+        aligned = align_to_model_frames(
+            landmarks, frame_index, frame_count, settings.frames
+        )
+        frames, frame_idxs = landmark_input(aligned, settings)
         feeds = {
             self.bundle.inputs["frames"].name: frames,
             self.bundle.inputs["frame_idxs"].name: frame_idxs,

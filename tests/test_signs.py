@@ -22,21 +22,26 @@ from sign2text_core.errors import (
 from sign2text_core.signs import (
     LABELS_ENV,
     Classifier,
+    align_to_model_frames,
     frames_with_hands,
     landmark_input,
+    model_frame_positions,
     parse_labels,
     pixel_input,
     resolve_vocabulary,
 )
-from tests.media import run_ffmpeg
-
-KNOWN_GLOSSES = ("before", "book", "drink", "go", "happy", "hello", "no", "please")
-KNOWN_GLOSSES += ("thankyou", "water", "yes")
+from tests.media import make_clip, run_ffmpeg
 
 
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
     return Classifier()
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 0.4-second 320x240 test pattern: 12 frames, quick to classify."""
+    return make_clip(tmp_path_factory.mktemp("short") / "short.mp4", seconds=0.4)
 
 
 def synthetic_landmarks(
@@ -115,6 +120,33 @@ def test_missing_points_become_zero_and_frames_without_anything_are_padding() ->
     assert not frames[0, 5].any()
     assert frame_idxs[0, 5] == 0
     assert frame_idxs[0, 6] == 6
+
+
+def test_model_positions_follow_training_for_short_and_long_clips() -> None:
+    assert model_frame_positions(10, 64).tolist() == list(range(10))
+    positions = model_frame_positions(200, 64)
+    assert len(positions) == 64 and positions[0] == 0 and positions[-1] == 199
+    assert positions[1] == 3  # 199 / 63 = 3.16, truncated as in training
+
+
+def test_alignment_is_identity_when_every_model_frame_was_sampled() -> None:
+    landmarks = synthetic_landmarks(40, left=True, right=False)
+
+    aligned = align_to_model_frames(landmarks, np.arange(40), 40, 64)
+
+    np.testing.assert_array_equal(aligned, landmarks)
+
+
+def test_alignment_repeats_the_nearest_sample_when_fewer_were_sampled() -> None:
+    sampled = np.array([0, 50, 99])
+    landmarks = np.stack([np.full((543, 3), value, np.float32) for value in (1, 2, 3)])
+
+    aligned = align_to_model_frames(landmarks, sampled, 100, 64)
+
+    assert len(aligned) == 64
+    values = aligned[:, 0, 0].tolist()
+    assert values[0] == 1 and values[32] == 2 and values[-1] == 3
+    assert values == sorted(values)
 
 
 def test_frames_with_hands_counts_either_hand() -> None:
@@ -255,21 +287,21 @@ def test_clip_without_hands_is_flagged_and_still_ranked(classifier: Classifier) 
 
 
 def test_test_pattern_clip_end_to_end_reports_facts_and_timings(
-    classifier: Classifier, small_clip: Path
+    classifier: Classifier, short_clip: Path
 ) -> None:
-    prediction = classifier.classify(small_clip.read_bytes(), top_k=3)
+    prediction = classifier.classify(short_clip.read_bytes(), top_k=3)
     document = prediction.to_dict()
 
     assert len(document["top_k"]) == 3
     assert document["clip"]["width"] == 320 and document["clip"]["height"] == 240
-    assert document["frames_used"] == 30
+    assert document["frames_used"] == 12
     assert set(document["timings_ms"]) == {"decode", "landmarks", "classify"}
     assert document["model"] == {"name": "asl-gislr250", "version": "1.0.0"}
     assert json.loads(json.dumps(document)) == document
 
 
-def test_package_level_classify_uses_the_default_bundle(small_clip: Path) -> None:
-    prediction = sign2text_core.classify(small_clip, top_k=2, labels=["water", "yes"])
+def test_package_level_classify_uses_the_default_bundle(short_clip: Path) -> None:
+    prediction = sign2text_core.classify(short_clip, top_k=2, labels=["water", "yes"])
 
     assert isinstance(prediction, sign2text_core.Prediction)
     assert prediction.vocabulary.labels == ("water", "yes")
