@@ -19,7 +19,13 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 
 
 def create_app() -> FastAPI:
-    """A FastAPI app serving the Sign2Text contract (no model is loaded yet)."""
+    """A FastAPI app serving the Sign2Text contract (no model is loaded yet).
+
+    Raises:
+        ConfigurationError: a ``SIGN2TEXT_*`` setting is invalid, so the server
+            stops at start-up rather than on its first request.
+    """
+    get_service()
     app = FastAPI(
         title="Sign2Text",
         version=__version__,

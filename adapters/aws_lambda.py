@@ -1,7 +1,7 @@
 """Lambda entry: send each event to the module for its source, never crash on a shape.
 
-Each source module offers ``name``, ``infer(event) -> bool`` and
-``handle(event, context) -> dict``; a new event source is a new module in ``SOURCES``.
+Each source module offers ``infer(event) -> bool`` and ``handle(event, context) ->
+dict``; a new event source is a new module in ``SOURCES``, tried in order.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ from typing import Any
 from adapters.runtime import event_log_line
 from sign2text_core import errors
 
-name = "http"
-
 logger = logging.getLogger(__name__)
 
 _handler: Any = None

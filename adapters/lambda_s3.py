@@ -8,8 +8,6 @@ from typing import Any
 
 from adapters.runtime import event_log_line
 
-name = "s3"
-
 logger = logging.getLogger(__name__)
 
 

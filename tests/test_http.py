@@ -495,7 +495,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(server: Server) 
         "--exclude-checks",
         "positive_data_acceptance",
         "--max-examples",
-        "15",
+        "10",
         "--workers",
         "1",
         "--seed",
