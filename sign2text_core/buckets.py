@@ -538,23 +538,37 @@ def s3_deliveries(event: Mapping[str, Any]) -> list[_Delivery]:
     Records of other kinds (deletions, S3's test event) name nothing.
     """
     if event.get("source") == "aws.s3" and "detail" in event:
-        return _eventbridge_deliveries(event)
+        return _malformed_is_empty(_eventbridge_deliveries, event)
 
     deliveries: list[_Delivery] = []
     for record in event.get("Records") or []:
-        source = record.get("eventSource") or record.get("EventSource")
-        if source == "aws:s3":
-            deliveries.extend(_notification_deliveries(record))
-        elif source == "aws:sqs":
-            inner = _json_or_empty(record.get("body"))
-            message_id = record.get("messageId")
-            deliveries.extend(
-                _Delivery(found.ref, message_id) for found in s3_deliveries(inner)
-            )
-        elif source == "aws:sns":
-            inner = _json_or_empty(record.get("Sns", {}).get("Message"))
-            deliveries.extend(s3_deliveries(inner))
+        deliveries.extend(_malformed_is_empty(_record_deliveries, record))
     return deliveries
+
+
+def _record_deliveries(record: Mapping[str, Any]) -> list[_Delivery]:
+    source = record.get("eventSource") or record.get("EventSource")
+    if source == "aws:s3":
+        return _notification_deliveries(record)
+    if source == "aws:sqs":
+        inner = _json_or_empty(record.get("body"))
+        message_id = record.get("messageId")
+        return [_Delivery(found.ref, message_id) for found in s3_deliveries(inner)]
+    if source == "aws:sns":
+        inner = _json_or_empty(record.get("Sns", {}).get("Message"))
+        return s3_deliveries(inner)
+    return []
+
+
+def _malformed_is_empty(
+    parse: Callable[[Mapping[str, Any]], list[_Delivery]], part: Any
+) -> list[_Delivery]:
+    """A record that lacks what S3 always sends names nothing; retrying cannot help."""
+    try:
+        return parse(part)
+    except (KeyError, TypeError, AttributeError) as error:
+        logger.warning("ignored a malformed S3 event record: %r", error)
+        return []
 
 
 def _notification_deliveries(record: Mapping[str, Any]) -> list[_Delivery]:

@@ -68,6 +68,25 @@ def test_aws_sample_events_name_only_created_objects(shared_dir: Path) -> None:
     assert is_bucket_event(json.loads((samples / "s3SqsEvent.json").read_text()))
 
 
+def test_malformed_records_name_nothing_and_the_rest_still_count() -> None:
+    good = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "uploads"}, "object": {"key": "a.mp4"}},
+    }
+    event = {
+        "Records": [
+            {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"},
+            "not a record",
+            {"eventSource": "aws:sqs", "messageId": "m1", "body": "[1, 2]"},
+            good,
+        ]
+    }
+
+    assert [d.ref.key for d in s3_deliveries(event)] == ["a.mp4"]
+    assert s3_deliveries({"source": "aws.s3", "detail": {}}) == []
+
+
 def test_sample_event_files_parse() -> None:
     s3 = json.loads((EVENTS / "s3-put.json").read_text())
     cloud_event = json.loads((EVENTS / "gcs-finalized.json").read_text())
