@@ -19,7 +19,7 @@ and cached in ``--cache`` (default: ``$TMPDIR/sign2text-benchmark-clips``), plus
 clip in ``../shared/clips`` when that folder exists. The stage runs with raised limits,
 since the default 20 s limit would refuse the 30 s clip.
 
-    .venv/bin/python benchmarks/video_intake.py [--no-shared] [--naive-cap-gb 10]
+    .venv/bin/python benchmarks/video_intake.py [--no-shared] [--naive-cap-gb 8]
 """
 
 from __future__ import annotations
@@ -85,8 +85,16 @@ def main() -> int:
         "| naive s | naive peak RSS MB | time ratio | memory ratio |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
+    stage_peaks: dict[str, float] = {}
     for clip in clips:
-        print(table_row(clip, arguments.naive_cap_gb), flush=True)
+        row, stage_peaks[clip_label(clip)] = table_row(clip, arguments.naive_cap_gb)
+        print(row, flush=True)
+
+    print()
+    print(f"largest stage peak RSS: {max(stage_peaks.values()):.0f} MB")
+    for longer, shorter in (("2160p-30s", "720p-3s"), ("2160p-30s", "2160p-3s")):
+        growth = stage_peaks[longer] - stage_peaks[shorter]
+        print(f"stage peak RSS, {longer} minus {shorter}: {growth:+.0f} MB")
     return 0
 
 
@@ -94,7 +102,7 @@ def parse_arguments() -> argparse.Namespace:
     default_cache = Path(tempfile.gettempdir()) / "sign2text-benchmark-clips"
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=default_cache)
-    parser.add_argument("--naive-cap-gb", type=float, default=10.0)
+    parser.add_argument("--naive-cap-gb", type=float, default=8.0)
     parser.add_argument(
         "--no-shared", dest="shared", action="store_false", help="skip ../shared/clips"
     )
@@ -130,7 +138,8 @@ def make_synthetic(spec: SyntheticClip, path: Path) -> None:
     partial.rename(path)
 
 
-def table_row(clip: Path, naive_cap_gb: float) -> str:
+def table_row(clip: Path, naive_cap_gb: float) -> tuple[str, float]:
+    """One markdown row of measurements, and the stage's peak RSS in MB."""
     frame_count, width, height = clip_facts(clip)
     stage = run_child("stage", clip)
 
@@ -156,7 +165,7 @@ def table_row(clip: Path, naive_cap_gb: float) -> str:
         f"{stage['peak_rss_mb']:.0f}",
         *naive_cells,
     ]
-    return "| " + " | ".join(cells) + " |"
+    return "| " + " | ".join(cells) + " |", stage["peak_rss_mb"]
 
 
 def clip_label(clip: Path) -> str:
