@@ -101,6 +101,16 @@ answer = handler.lambda_handler(event, None)
 assert answer["statusCode"] == 200, answer
 """
 
+# The bucket path's worst case: a clip as long as the default limit allows, in
+# full HD, classified by the core as the bucket function does after fetching it.
+LONGEST_CLIP_SECONDS = 20.0
+LONGEST_CLIP_SIZE = (1920, 1080)
+LONGEST_CLIP_LABEL = "20 s, 1920x1080, H.264"
+CLASSIFY_CLIP = """
+import handler, sign2text_core
+prediction = sign2text_core.classify({clip!r})
+"""
+
 
 @dataclass
 class Environment:
@@ -190,7 +200,24 @@ def measure_runtime(work: Path, repeat: int) -> list[str]:
         code = PROBE.format(statements=FIRST_CLASSIFICATION)
         label = f"lambda_handler: first classification ({CLASSIFY_EVENT.name})"
         lines.append(_timing_row(label, time_probe(env.python, code, repeat, ROOT)))
+    clip = make_longest_clip(work)
+    code = PROBE.format(statements=CLASSIFY_CLIP.format(clip=str(clip)))
+    label = f"first classification of the longest clip ({LONGEST_CLIP_LABEL})"
+    lines.append(_timing_row(label, time_probe(env.python, code, repeat, ROOT)))
     return lines
+
+
+def make_longest_clip(work: Path) -> Path:
+    """A clip at the default duration limit, in full HD: the most a clip may cost."""
+    sys.path.insert(0, str(ROOT))
+    from tests.media import make_clip
+
+    return make_clip(
+        work / "longest.mp4",
+        seconds=LONGEST_CLIP_SECONDS,
+        size=LONGEST_CLIP_SIZE,
+        extra=["-preset", "ultrafast"],
+    )
 
 
 def measure_baseline(work: Path, repeat: int) -> list[str]:
