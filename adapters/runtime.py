@@ -41,23 +41,18 @@ def reset_service() -> None:
 
 
 def configure_logging() -> None:
-    """Send the core's INFO lines (one JSON line per request) to stdout.
+    """Let the project's INFO lines (one JSON line per request) reach stdout.
 
     Platforms that already route the root logger (Cloud Functions, Lambda) keep their
-    handlers; a bare process gets a stdout handler that prints each line as is.
+    handlers; a bare process gets one on stdout that prints each line as is.
     """
     global _logging_ready
     if _logging_ready:
         return
-    bare = not logging.getLogger().handlers
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stdout, format="%(message)s")
     for name in ("sign2text_core", "adapters"):
-        project_logger = logging.getLogger(name)
-        project_logger.setLevel(logging.INFO)
-        if bare:
-            handler = logging.StreamHandler(sys.stdout)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            project_logger.addHandler(handler)
-            project_logger.propagate = False
+        logging.getLogger(name).setLevel(logging.INFO)
     _logging_ready = True
 
 
