@@ -378,6 +378,7 @@ def _write_overlay(path: Path, inspection: Any, classifier: Any) -> None:
         inspection.prediction,
         lip_indices=settings.lip_indices if settings else (),
         pose_indices=settings.pose_indices if settings else (),
+        frame_index=[int(index) for index in inspection.clip.frame_index],
     )
     write_contact_sheet(path, sheet)
     print(f"  contact sheet: {path}", file=sys.stderr)

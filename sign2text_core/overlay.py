@@ -47,23 +47,33 @@ def contact_sheet(
     tiles: int = 12,
     columns: int = 4,
     tile_width: int = 320,
+    frame_index: Sequence[int] | None = None,
 ) -> np.ndarray:
     """An RGB image: up to ``tiles`` evenly spaced frames with their points drawn.
 
     Hands are drawn as finger chains (left and right in different colours), lips and
     the pose points the model reads as dots; a band on top prints the top-3 labels.
+    Each tile is numbered with its frame's position in the clip (``frame_index``) or,
+    without it, in ``frames``.
     """
     if not frames:
         raise InvalidParameter("A contact sheet needs at least one frame.")
     count = min(tiles, len(frames))
     chosen = np.linspace(0, len(frames) - 1, count).round().astype(int)
 
+    numbers = frame_index if frame_index is not None else range(len(frames))
+
     drawn = []
     for index in chosen:
         points = landmarks[index] if landmarks is not None else None
         drawn.append(
             _tile(
-                frames[index], points, int(index), lip_indices, pose_indices, tile_width
+                frames[index],
+                points,
+                int(numbers[index]),
+                lip_indices,
+                pose_indices,
+                tile_width,
             )
         )
 
@@ -113,16 +123,12 @@ def _tile(
             tile, points[[POSE_START + i for i in pose_indices]], POSE_COLOUR, radius=3
         )
 
-    cv2.putText(
-        tile,
-        f"#{index}",
-        (6, 18),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.5,
-        TEXT_COLOUR,
-        1,
-        cv2.LINE_AA,
-    )
+    # A dark outline keeps the frame number legible on light backgrounds.
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for colour, thickness in ((BAND_COLOUR, 3), (TEXT_COLOUR, 1)):
+        cv2.putText(
+            tile, f"#{index}", (6, 18), font, 0.5, colour, thickness, cv2.LINE_AA
+        )
     return tile
 
 
