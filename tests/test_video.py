@@ -403,6 +403,21 @@ def test_bad_limit_in_environment_names_the_variable(name: str, value: str) -> N
         Limits.from_env({name: value})
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_bytes": 0},
+        {"max_duration_s": 0.0},
+        {"max_duration_s": float("nan")},
+        {"max_width": 0},
+        {"max_height": -1},
+    ],
+)
+def test_limits_refuse_impossible_values(settings: dict[str, float]) -> None:
+    with pytest.raises(errors.ConfigurationError):
+        Limits(**settings)  # type: ignore[arg-type]
+
+
 def test_no_temp_file_survives_success_or_failure(
     private_tmp: Path, numbered_mp4: Path, clips: Path, faststart_mp4: Path
 ) -> None:
