@@ -215,15 +215,17 @@ class FaceTracker:
 
     mesh: FaceMesh
     region: Region | None = None
+    tracking: bool = True
 
     def update(self, frame: np.ndarray) -> np.ndarray | None:
         """The face's 468 landmarks in this frame (normalised x, y, z), or None.
 
         A tracked region that no longer holds a face is dropped and the detector
-        looks at the same frame again, so a lost face costs no extra frame.
+        looks at the same frame again, so a lost face costs no extra frame. Without
+        ``tracking`` the detector runs on every frame (slower; for comparison).
         """
         height, width = frame.shape[:2]
-        if self.region is not None:
+        if self.region is not None and self.tracking:
             points = self.mesh.landmarks(frame, self.region)
             if points is not None:
                 self.region = region_from_mesh(points, (width, height))
