@@ -198,6 +198,15 @@ def make_empty_track_mp4(path: Path) -> Path:
     return path
 
 
+def with_audio(source: Path, path: Path, *, codec: str = "aac") -> Path:
+    """Copy `source`'s video beside a new audio track, as cameras and phones record
+    (use "libopus" for WebM)."""
+    inputs = ["-i", str(source), "-f", "lavfi", "-i", "sine=duration=2"]
+    streams = ["-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", codec]
+    run_ffmpeg([*inputs, *streams, str(path)])
+    return path
+
+
 def make_audio(path: Path, *, seconds: float = 1.0) -> Path:
     """An audio-only AAC file (use an .mp4 or .m4a suffix)."""
     run_ffmpeg(

@@ -189,6 +189,24 @@ def test_streamed_matroska_without_frame_count_is_sampled_by_counting(
         assert clip.info.duration_s == pytest.approx(3.0)
 
 
+def test_audio_track_beside_the_video_is_ignored(
+    clips: Path, numbered_mp4: Path
+) -> None:
+    streamed = media.make_numbered_clip(
+        clips / "streamed-for-audio.webm", video_format="vp9-webm", muxer="webm"
+    )
+    sources = (
+        media.with_audio(numbered_mp4, clips / "with-audio.mp4"),
+        media.with_audio(streamed, clips / "with-audio.webm", codec="libopus"),
+    )
+
+    for source in sources:
+        clip = read_clip(source, max_frames=4)
+
+        assert clip.info.frame_count == 60
+        assert numbers(clip) == [0, 20, 39, 59]
+
+
 def test_truncated_mp4_promising_more_frames_gives_those_that_decode(
     clips: Path, faststart_mp4: Path
 ) -> None:
