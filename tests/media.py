@@ -64,7 +64,8 @@ class VideoFormat:
 
 
 _YUV = ("-pix_fmt", "yuv420p")
-_VPX_FAST = ("-b:v", "1M", "-deadline", "realtime", "-cpu-used", "8")
+# libvpx's own threads made a 2 s clip take seconds on a busy machine; one is plenty.
+_VPX_FAST = ("-b:v", "1M", "-deadline", "realtime", "-cpu-used", "8", "-threads", "1")
 _X265 = ("-c:v", "libx265", *_YUV, "-x265-params", "log-level=error")
 
 FORMATS: dict[str, VideoFormat] = {
@@ -79,6 +80,18 @@ FORMATS: dict[str, VideoFormat] = {
         VideoFormat("mjpeg-avi", ".avi", "mjpeg", ("-c:v", "mjpeg", "-q:v", "3")),
         VideoFormat("h264-mkv", ".mkv", "h264", ("-c:v", "libx264", *_YUV)),
         VideoFormat("gif", ".gif", "gif", ("-c:v", "gif")),
+        # What phones record by default: 10-bit HEVC.
+        VideoFormat(
+            "h265-10bit-mov",
+            ".mov",
+            "hevc",
+            (
+                *("-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-tag:v", "hvc1"),
+                *("-x265-params", "log-level=error"),
+            ),
+        ),
+        VideoFormat("mpeg4-avi", ".avi", "mpeg4", ("-c:v", "mpeg4", "-q:v", "3")),
+        VideoFormat("av1-mp4", ".mp4", "av1", ("-c:v", "libsvtav1")),
     )
 }
 """Every format the service promises to read, by name."""
