@@ -6,7 +6,7 @@ come from the container, the frame indices to keep are chosen before any frame i
 decoded, and only the kept frames are converted (resized, rotated upright, BGR to RGB).
 Skipped frames still pass through the decoder (later frames may depend on them) but are
 never converted or copied, so the memory a clip costs depends on the frames kept, not
-on its length or resolution.
+on its length; its resolution only sizes the few full-size buffers of the decoder.
 
 Limits refuse what a small function cannot afford, as early as possible: the byte size
 before the file is written or opened, the frame size and duration from the container's
@@ -532,6 +532,10 @@ def _decode_indices(
 
     # One full-size buffer, reused for every kept frame: a fresh 25 MB array per 4K
     # frame fragments the heap and raised peak memory by a fifth in measurements.
+    # TODO: a kept frame still exists twice at full size in BGR (OpenCV's converted
+    # frame and this copy of it), about 50 MB at 2160p; OpenCV cannot shrink while
+    # converting, and decoding with FFmpeg's own scaler would need another runtime
+    # dependency.
     buffer: np.ndarray | None = None
     position = 0
     with _capture(path) as capture:
