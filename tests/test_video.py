@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,20 @@ def test_bytes_and_path_give_the_same_clip(numbered_mp4: Path) -> None:
         assert from_bytes.frame_index.tolist() == from_path.frame_index.tolist()
         for ours, theirs in zip(from_bytes.frames, from_path.frames, strict=True):
             assert np.array_equal(ours, theirs)
+
+
+def test_clips_read_at_once_from_several_threads_do_not_mix(
+    numbered_mp4: Path, clips: Path
+) -> None:
+    other = media.make_numbered_clip(clips / "other.webm", video_format="vp9-webm")
+    uploads = [numbered_mp4.read_bytes(), other.read_bytes()] * 4
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda data: read_clip(data, max_frames=6), uploads))
+
+    for clip, upload in zip(results, uploads, strict=True):
+        assert clip.info.size_bytes == len(upload)
+        assert numbers(clip) == [0, 12, 24, 35, 47, 59]
 
 
 def test_clip_info_is_json_ready(numbered_mp4: Path) -> None:
