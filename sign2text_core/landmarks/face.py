@@ -224,18 +224,25 @@ class FaceTracker:
         looks at the same frame again, so a lost face costs no extra frame. Without
         ``tracking`` the detector runs on every frame (slower; for comparison).
         """
-        height, width = frame.shape[:2]
+        size = (frame.shape[1], frame.shape[0])
         if self.region is not None and self.tracking:
             points = self.mesh.landmarks(frame, self.region)
             if points is not None:
-                self.region = region_from_mesh(points, (width, height))
+                self.region = region_from_mesh(points, size)
                 return points
 
         self.region = self.mesh.detect(frame)
         if self.region is None:
             return None
-        points = self.mesh.landmarks(frame, self.region)
-        self.region = (
-            None if points is None else region_from_mesh(points, (width, height))
-        )
+        first = self.mesh.landmarks(frame, self.region)
+        if first is None:
+            self.region = None
+            return None
+        # The detector's box frames a face more loosely than a mesh does; one more
+        # pass in the mesh's own region gives what tracking gives on later frames
+        # (MediaPipe Holistic, too, reads the face in a region framed by a mesh).
+        self.region = region_from_mesh(first, size)
+        second = self.mesh.landmarks(frame, self.region)
+        points = first if second is None else second
+        self.region = region_from_mesh(points, size)
         return points
