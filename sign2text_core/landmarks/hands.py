@@ -46,15 +46,24 @@ LANDMARK_Z_SCALE = 0.4
 class HandOptions:
     """Thresholds and budget of the hand tracker.
 
-    ``min_presence`` and ``min_detection_score`` are MediaPipe's defaults (0.5);
-    ``same_hand_iou`` is the overlap above which two regions are taken for one hand
-    (MediaPipe's hand tracking also uses 0.5).
+    ``min_detection_score``, ``min_presence`` and ``same_hand_iou`` are MediaPipe's
+    defaults. The others are this tracker's own, chosen by measuring against
+    MediaPipe Holistic on real clips:
+
+    - ``refine_presence``: a hand seen with a presence between this and
+      ``min_presence`` is looked for once more, in a region framed on the uncertain
+      landmarks (a palm box often frames overlapping or fast hands badly).
+    - ``lost_memory``: frames a lost hand's last region is still tried in.
+    - ``redetect_interval``: while fewer than ``max_hands`` hands are followed, the
+      palm detector runs every this many frames to catch a hand coming into view.
     """
 
     max_hands: int = 2
     min_detection_score: float = 0.5
     min_presence: float = 0.5
     same_hand_iou: float = 0.5
+    refine_presence: float = 0.1
+    lost_memory: int = 2
     redetect_interval: int = 4
 
 
@@ -116,30 +125,25 @@ class FrameHands:
 
 @dataclass
 class _Track:
-    """A hand followed from frame to frame."""
+    """A hand followed from frame to frame; ``missed`` counts frames since last seen."""
 
     region: Region
     right_votes: list[float] = field(default_factory=list)
+    missed: int = 0
 
     @property
     def right_score(self) -> float:
-        return float(np.mean(self.right_votes))
+        return float(np.mean(self.right_votes)) if self.right_votes else 0.5
 
 
-def find_hand(
-    models: HandModels, frame: np.ndarray, region: Region, min_presence: float
-) -> Hand | None:
-    """The hand in ``region`` of ``frame``, or None when the network sees none there."""
+def look_for_hand(models: HandModels, frame: np.ndarray, region: Region) -> Hand:
+    """What the landmark network sees in ``region`` of ``frame``, however unsure."""
     height, width = frame.shape[:2]
     tensor = crop(frame, region, LANDMARK_INPUT)
     input_name = models.landmarker.get_inputs()[0].name
     points, presence, handedness, _world = models.landmarker.run(
         None, {input_name: tensor[None]}
     )
-
-    presence_score = float(presence.reshape(-1)[0])
-    if presence_score < min_presence:
-        return None
 
     landmarks = project_landmarks(
         points.reshape(HAND_POINTS, 3),
@@ -148,9 +152,25 @@ def find_hand(
         LANDMARK_INPUT,
         LANDMARK_Z_SCALE,
     )
-    # TODO: verify
+    # The network's handedness output, on unmirrored frames, is the probability of
+    # the signer's right hand (checked against Holistic's naming on real clips).
     right_score = float(handedness.reshape(-1)[0])
-    return Hand(landmarks, presence_score, right_score, region)
+    return Hand(landmarks, float(presence.reshape(-1)[0]), right_score, region)
+
+
+def find_hand(
+    models: HandModels, frame: np.ndarray, region: Region, options: HandOptions
+) -> Hand | None:
+    """The hand in ``region`` of ``frame``, or None when the network sees none there.
+
+    An unsure sighting is given one more look, in a region framed on its landmarks.
+    """
+    hand = look_for_hand(models, frame, region)
+    if options.refine_presence <= hand.presence < options.min_presence:
+        height, width = frame.shape[:2]
+        refined = hand_region_from_landmarks(hand.landmarks, (width, height))
+        hand = look_for_hand(models, frame, refined)
+    return hand if hand.presence >= options.min_presence else None
 
 
 class HandTracker:
@@ -172,79 +192,94 @@ class HandTracker:
         height, width = frame.shape[:2]
         size = (width, height)
 
-        followed, lost = self._follow(frame)
-        if self._should_detect(len(followed), lost):
-            followed += self._detect_new(frame, [track for track, _ in followed])
+        found, missing = self._follow(frame)
+        if self._should_detect(len(found), bool(missing)):
+            found += self._detect_new(frame, [hand for _, hand in found])
             self._frames_since_detection = 0
         else:
             self._frames_since_detection += 1
 
-        self._tracks = [self._advance(track, hand, size) for track, hand in followed]
-        return self._name_sides(followed)
+        seen = [self._advance(track, hand, size) for track, hand in found]
+        remembered = self._remember(missing, seen)
+        self._tracks = seen + remembered
+        return self._name_sides(
+            list(zip(seen, [hand for _, hand in found], strict=True))
+        )
 
-    def _follow(self, frame: np.ndarray) -> tuple[list[tuple[_Track, Hand]], bool]:
-        """Look for each followed hand again; True as second value if any was lost."""
-        kept: list[tuple[_Track, Hand]] = []
-        lost = False
+    def _follow(
+        self, frame: np.ndarray
+    ) -> tuple[list[tuple[_Track, Hand]], list[_Track]]:
+        """Look for each followed hand again: (found, missing)."""
+        found: list[tuple[_Track, Hand]] = []
+        missing: list[_Track] = []
         for track in self._tracks:
-            hand = find_hand(
-                self.models, frame, track.region, self.options.min_presence
-            )
-            if hand is None or self._overlaps(hand, [h for _, h in kept], frame):
-                lost = True
+            hand = find_hand(self.models, frame, track.region, self.options)
+            if hand is None or self._overlaps(hand, [h for _, h in found], frame):
+                missing.append(track)
                 continue
-            kept.append((track, hand))
-        return kept, lost
+            found.append((track, hand))
+        return found, missing
 
-    def _should_detect(self, followed: int, lost: bool) -> bool:
+    def _should_detect(self, followed: int, missing: bool) -> bool:
         if followed >= self.options.max_hands:
             return False
-        if followed == 0 or lost:
+        if followed == 0 or missing:
             return True
         return self._frames_since_detection + 1 >= self.options.redetect_interval
 
     def _detect_new(
-        self, frame: np.ndarray, followed: list[_Track]
+        self, frame: np.ndarray, known: list[Hand]
     ) -> list[tuple[_Track, Hand]]:
-        """Palm detection → landmarks for hands not already followed."""
+        """Palm detection → landmarks, for hands not among ``known``."""
         height, width = frame.shape[:2]
         size = (width, height)
         self.detections_run += 1
 
         detections = self.models.detector.detect(frame)
-        known = [track.region for track in followed]
-        known_hands: list[Hand] = []
+        known_regions = [hand_region_from_landmarks(h.landmarks, size) for h in known]
         found: list[tuple[_Track, Hand]] = []
         for index in range(len(detections)):
-            if len(followed) + len(found) >= self.options.max_hands:
+            if len(known) + len(found) >= self.options.max_hands:
                 break
             region = palm_region(
                 detections.boxes[index], detections.keypoints[index], size
             )
-            if any(
-                region_iou(region, other) > self.options.same_hand_iou
-                for other in known
-            ):
+            if self._is_known(region, known_regions):
                 continue
-            hand = find_hand(self.models, frame, region, self.options.min_presence)
-            if hand is None or self._overlaps(hand, known_hands, frame):
+            hand = find_hand(self.models, frame, region, self.options)
+            if hand is None:
                 continue
-            known.append(region)
-            known_hands.append(hand)
+            landmark_region = hand_region_from_landmarks(hand.landmarks, size)
+            if self._is_known(landmark_region, known_regions):
+                continue
+            known_regions.append(landmark_region)
             found.append((_Track(region), hand))
         return found
+
+    def _is_known(self, region: Region, known: Sequence[Region]) -> bool:
+        return any(
+            region_iou(region, other) > self.options.same_hand_iou for other in known
+        )
 
     def _overlaps(self, hand: Hand, others: Sequence[Hand], frame: np.ndarray) -> bool:
         """True when ``hand`` is one of ``others`` seen again (regions overlap)."""
         height, width = frame.shape[:2]
-        region = hand_region_from_landmarks(hand.landmarks, (width, height))
-        return any(
-            region_iou(
-                region, hand_region_from_landmarks(other.landmarks, (width, height))
-            )
-            > self.options.same_hand_iou
-            for other in others
-        )
+        size = (width, height)
+        region = hand_region_from_landmarks(hand.landmarks, size)
+        known = [hand_region_from_landmarks(other.landmarks, size) for other in others]
+        return self._is_known(region, known)
+
+    def _remember(self, missing: list[_Track], seen: list[_Track]) -> list[_Track]:
+        """Lost hands still worth looking for where they were last seen."""
+        room = self.options.max_hands - len(seen)
+        kept: list[_Track] = []
+        for track in missing:
+            if track.missed >= self.options.lost_memory or len(kept) >= room:
+                continue
+            if self._is_known(track.region, [other.region for other in seen]):
+                continue
+            kept.append(_Track(track.region, track.right_votes, track.missed + 1))
+        return kept
 
     @staticmethod
     def _advance(track: _Track, hand: Hand, size: ImageSize) -> _Track:
