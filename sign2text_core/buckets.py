@@ -383,7 +383,8 @@ class BucketProcessor:
                 source["size"] = info.size
                 source["content_type"] = info.content_type
                 labels = labels_from_metadata(info.metadata)
-                document["labels_from"] = "object metadata" if labels else None
+                if labels is not None:
+                    document["labels_from"] = "object metadata"
                 started = time.perf_counter()
                 prediction = self._classify(str(path), top_k=self.top_k, labels=labels)
                 timings["classify"] = _elapsed_ms(started)
