@@ -29,26 +29,36 @@ def infer(event: Mapping[str, Any]) -> bool:
 def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """The HTTP response for the event, shaped for the platform that sent it.
 
-    An event with an HTTP shape Mangum cannot read gets a 400 answer, logged.
+    An event with an HTTP shape Mangum cannot read (fields missing) gets a 400
+    answer, logged; failures of the service itself still raise.
     """
+    mangum = _mangum()
     try:
-        response: dict[str, Any] = _mangum()(event, context)
+        mangum.infer(event, context)
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as error:
-        logger.warning(
-            event_log_line(
-                event="lambda_event_malformed",
-                error=repr(error),
-                request_id=getattr(context, "aws_request_id", None),
-            )
-        )
-        refusal = errors.MalformedRequest("The HTTP event could not be read.")
-        return {
-            "statusCode": refusal.status,
-            "headers": {"content-type": "application/json"},
-            "body": json.dumps(refusal.to_dict()),
-            "isBase64Encoded": False,
-        }
+        return _malformed(error, context)
+    try:
+        response: dict[str, Any] = mangum(event, context)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        return _malformed(error, context)
     return response
+
+
+def _malformed(error: Exception, context: Any) -> dict[str, Any]:
+    logger.warning(
+        event_log_line(
+            event="lambda_event_malformed",
+            error=repr(error),
+            request_id=getattr(context, "aws_request_id", None),
+        )
+    )
+    refusal = errors.MalformedRequest("The HTTP event could not be read.")
+    return {
+        "statusCode": refusal.status,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps(refusal.to_dict()),
+        "isBase64Encoded": False,
+    }
 
 
 def _mangum() -> Any:

@@ -28,6 +28,7 @@ from tests.web_servers import (
     Clips,
     Server,
     functions_framework_command,
+    lambda_server,
     make_clips,
     running_server,
     uvicorn_command,
@@ -63,8 +64,28 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
         yield {"uvicorn": uvicorn, "functions-framework": functions_framework}
 
 
-@pytest.fixture(params=["uvicorn", "functions-framework"])
+@pytest.fixture
+def service_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's service configured like the servers, and forgotten afterwards."""
+    for name, value in SERVICE_ENV.items():
+        monkeypatch.setenv(name, value)
+    reset_service()
+    yield
+    reset_service()
+
+
+@pytest.fixture(params=["uvicorn", "functions-framework", "lambda"])
 def server(request: pytest.FixtureRequest, servers: dict[str, Server]) -> Server:
+    """Each way to reach the API; "lambda" is handler.lambda_handler in this process."""
+    if request.param == "lambda":
+        request.getfixturevalue("service_env")
+        return lambda_server()
+    return servers[request.param]
+
+
+@pytest.fixture(params=["uvicorn", "functions-framework"])
+def live_server(request: pytest.FixtureRequest, servers: dict[str, Server]) -> Server:
+    """Each server process listening on 127.0.0.1."""
     return servers[request.param]
 
 
@@ -77,8 +98,8 @@ def post_form(
     params: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    return httpx.post(
-        server.url + path,
+    return server.client.post(
+        path,
         files=files,
         data=data,
         params=params,
@@ -98,8 +119,8 @@ def post_raw(
     all_headers = dict(KEY if headers is None else headers)
     if content_type is not None:
         all_headers["content-type"] = content_type
-    return httpx.post(
-        server.url + "/v1/classify",
+    return server.client.post(
+        "/v1/classify",
         content=body,
         params=params,
         headers=all_headers,
@@ -121,8 +142,8 @@ def error_code(response: httpx.Response) -> str:
 
 
 def test_health_and_index_answer_without_an_api_key(server: Server) -> None:
-    health = httpx.get(server.url + "/healthz")
-    index = httpx.get(server.url + "/")
+    health = server.client.get("/healthz")
+    index = server.client.get("/")
 
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
@@ -130,8 +151,8 @@ def test_health_and_index_answer_without_an_api_key(server: Server) -> None:
 
 
 def test_openapi_and_docs_are_served(server: Server) -> None:
-    schema = httpx.get(server.url + "/openapi.json").json()
-    docs = httpx.get(server.url + "/docs")
+    schema = server.client.get("/openapi.json").json()
+    docs = server.client.get("/docs")
 
     assert set(schema["paths"]) >= {"/v1/classify", "/sign", "/v1/model", "/healthz"}
     labels_parameter = schema["paths"]["/v1/classify"]["post"]["parameters"][1]
@@ -141,7 +162,7 @@ def test_openapi_and_docs_are_served(server: Server) -> None:
 
 
 def test_model_document_names_the_model_its_labels_and_limits(server: Server) -> None:
-    response = httpx.get(server.url + "/v1/model", headers=KEY)
+    response = server.client.get("/v1/model", headers=KEY)
 
     document = response.json()
     assert response.status_code == 200
@@ -367,21 +388,19 @@ BAD_INPUTS = [
     ),
     BadInput(
         "wrong api key for the model",
-        lambda s, c: httpx.get(
-            s.url + "/v1/model", headers={"x-api-key": API_KEY + "x"}
-        ),
+        lambda s, c: s.client.get("/v1/model", headers={"x-api-key": API_KEY + "x"}),
         401,
         "unauthorized",
     ),
     BadInput(
         "GET on classify",
-        lambda s, c: httpx.get(s.url + "/v1/classify", headers=KEY),
+        lambda s, c: s.client.get("/v1/classify", headers=KEY),
         405,
         "method_not_allowed",
     ),
     BadInput(
         "unknown route",
-        lambda s, c: httpx.post(s.url + "/v2/classify", headers=KEY),
+        lambda s, c: s.client.post("/v2/classify", headers=KEY),
         404,
         "not_found",
     ),
@@ -407,11 +426,12 @@ def test_unknown_label_error_lists_the_known_labels(
 
 
 def test_more_clips_than_slots_get_busy_with_retry_after(
-    server: Server, clips: Clips
+    live_server: Server, clips: Clips
 ) -> None:
+    # Only the servers: a Lambda instance is given one event at a time.
     video = clips.good.read_bytes()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        responses = list(pool.map(lambda _: post_raw(server, video), range(4)))
+        responses = list(pool.map(lambda _: post_raw(live_server, video), range(4)))
 
     statuses = sorted(response.status_code for response in responses)
     busy = [response for response in responses if response.status_code == 503]
@@ -426,27 +446,17 @@ def test_cors_preflight_and_headers_for_the_configured_origin(server: Server) ->
         "access-control-request-method": "POST",
         "access-control-request-headers": "x-api-key",
     }
-    preflight = httpx.options(server.url + "/v1/classify", headers=preflight_headers)
-    stranger = httpx.get(
-        server.url + "/healthz", headers={"origin": "https://elsewhere.example"}
+    preflight = server.client.options("/v1/classify", headers=preflight_headers)
+    stranger = server.client.get(
+        "/healthz", headers={"origin": "https://elsewhere.example"}
     )
-    allowed = httpx.get(server.url + "/healthz", headers={"origin": CORS_ORIGIN})
+    allowed = server.client.get("/healthz", headers={"origin": CORS_ORIGIN})
 
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == CORS_ORIGIN
     assert "x-api-key" in preflight.headers["access-control-allow-headers"]
     assert "access-control-allow-origin" not in stranger.headers
     assert allowed.headers["access-control-allow-origin"] == CORS_ORIGIN
-
-
-@pytest.fixture
-def service_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process's service configured like the servers, and forgotten afterwards."""
-    for name, value in SERVICE_ENV.items():
-        monkeypatch.setenv(name, value)
-    reset_service()
-    yield
-    reset_service()
 
 
 def without_timings(document: dict[str, Any]) -> dict[str, Any]:
@@ -481,11 +491,13 @@ def test_uvicorn_functions_framework_and_lambda_answer_the_same_json(
     assert answers["uvicorn"] == answers["functions-framework"] == answers["lambda"]
 
 
-def test_schemathesis_finds_no_server_error_or_schema_violation(server: Server) -> None:
+def test_schemathesis_finds_no_server_error_or_schema_violation(
+    live_server: Server,
+) -> None:
     command = [
         str(BIN / "schemathesis"),
         "run",
-        server.url + "/openapi.json",
+        live_server.url + "/openapi.json",
         "--header",
         f"x-api-key: {API_KEY}",
         "--checks",

@@ -7,6 +7,7 @@ the tests are done.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -44,9 +45,69 @@ SERVICE_ENV = {
 
 @dataclass(frozen=True)
 class Server:
+    """A way to reach the API: a server process on 127.0.0.1, or Lambda in process."""
+
     name: str
     url: str
-    process: subprocess.Popen[bytes]
+    client: httpx.Client
+    process: subprocess.Popen[bytes] | None = None
+
+
+class LambdaTransport(httpx.BaseTransport):
+    """Sends each request through ``handler.lambda_handler`` as the HTTP API (payload
+    2.0) event API Gateway would deliver, and turns its answer back into a response."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        import handler
+
+        answer = handler.lambda_handler(http_api_event(request), None)
+
+        body = answer.get("body") or ""
+        content = (
+            base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
+        )
+        return httpx.Response(
+            answer["statusCode"], headers=answer.get("headers", {}), content=content
+        )
+
+
+def http_api_event(request: httpx.Request) -> dict[str, object]:
+    body = request.read()
+    headers: dict[str, str] = {}
+    for name, value in request.headers.multi_items():
+        # API Gateway joins repeated headers with commas.
+        key = name.lower()
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": request.url.path,
+        "rawQueryString": request.url.query.decode(),
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": request.url.host,
+            "http": {
+                "method": request.method,
+                "path": request.url.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": "local-request",
+            "routeKey": "$default",
+            "stage": "$default",
+        },
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+def lambda_server() -> Server:
+    transport = LambdaTransport()
+    url = "https://lambda.invalid"
+    return Server("lambda", url, httpx.Client(base_url=url, transport=transport))
 
 
 def free_port() -> int:
@@ -98,18 +159,20 @@ def running_server(
         process = subprocess.Popen(
             command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
         )
-        server = Server(name, f"http://127.0.0.1:{port}", process)
+        url = f"http://127.0.0.1:{port}"
+        server = Server(name, url, httpx.Client(base_url=url, timeout=60), process)
         try:
             wait_until_ready(server, log_path)
             yield server
         finally:
+            server.client.close()
             stop(process)
 
 
 def wait_until_ready(server: Server, log_path: Path, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
+        if server.process is not None and server.process.poll() is not None:
             output = log_path.read_text(errors="replace")
             raise RuntimeError(f"{server.name} exited early:\n{output}")
         try:
