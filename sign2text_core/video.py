@@ -59,6 +59,12 @@ ENV_MAX_FRAME_SIZE: Final = "SIGN2TEXT_MAX_FRAME_SIZE"
 _MAX_PLAUSIBLE_FRAMES: Final = 2**31
 _MAX_PLAUSIBLE_FPS: Final = 1000.0
 
+# Above this many pixels a frame is decoded on one thread. FFmpeg's frame threading
+# keeps a frame in flight per thread, so at 2160p each extra thread cost about 25 MB of
+# peak memory; at 1080p and below frames are small and the threads are worth their
+# speed.
+_MAX_THREADED_PIXELS: Final = 1920 * 1080
+
 # Codecs FFmpeg also uses for single pictures: a "clip" of one such frame is a photo
 # (a PNG or JPEG renamed .mp4, a one-frame GIF), not a signed word.
 _STILL_IMAGE_CODECS: Final = frozenset({"png", "mjpeg", "gif", "webp", "bmp", "tiff"})
@@ -338,8 +344,9 @@ def _read_file(
                 codec=header.codec,
             )
         convert = _frame_converter(header, max_side)
+        threads = _decoder_threads(header)
         frames, kept, frame_count = _decode_evenly(
-            path, frame_count, max_frames, convert
+            path, frame_count, max_frames, convert, threads
         )
     except cv2.error as exc:
         raise errors.NotAVideo(f"OpenCV could not read the video: {exc.err}") from exc
@@ -490,11 +497,20 @@ def _count_frames(path: Path, header: _Header, limits: Limits) -> int:
     return count
 
 
+def _decoder_threads(header: _Header) -> int:
+    """How many threads FFmpeg may decode with: one for frames above 1080p, else
+    FFmpeg's default (0, one per CPU)."""
+    if header.width * header.height > _MAX_THREADED_PIXELS:
+        return 1
+    return 0
+
+
 def _decode_evenly(
     path: Path,
     frame_count: int,
     max_frames: int,
     convert: Callable[[np.ndarray], Frame],
+    threads: int,
 ) -> tuple[list[Frame], list[int], int]:
     """Decode up to ``max_frames`` frames spread evenly over ``frame_count``.
 
@@ -503,7 +519,7 @@ def _decode_evenly(
     did decode are sampled again, once.
     """
     indices = sample_indices(frame_count, max_frames)
-    frames, kept, reached = _decode_indices(path, indices, convert)
+    frames, kept, reached = _decode_indices(path, indices, convert, threads)
     if reached <= indices[-1]:
         decoded = reached
         logger.info("only %d of %d frames could be decoded", decoded, frame_count)
@@ -511,7 +527,7 @@ def _decode_evenly(
         if decoded > 0 and len(frames) < min(decoded, max_frames):
             frames.clear()
             indices = sample_indices(decoded, max_frames)
-            frames, kept, _ = _decode_indices(path, indices, convert)
+            frames, kept, _ = _decode_indices(path, indices, convert, threads)
 
     if not frames:
         raise errors.NoFrames()
@@ -519,7 +535,10 @@ def _decode_evenly(
 
 
 def _decode_indices(
-    path: Path, indices: np.ndarray, convert: Callable[[np.ndarray], Frame]
+    path: Path,
+    indices: np.ndarray,
+    convert: Callable[[np.ndarray], Frame],
+    threads: int,
 ) -> tuple[list[Frame], list[int], int]:
     """Walk the stream once up to the last wanted index, converting only the wanted
     frames. Seeking is not used: for inter-coded video it decodes from the previous
@@ -536,12 +555,13 @@ def _decode_indices(
     # One full-size buffer, reused for every kept frame: a fresh 25 MB array per 4K
     # frame fragments the heap and raised peak memory by a fifth in measurements.
     # TODO: a kept frame still exists twice at full size in BGR (OpenCV's converted
-    # frame and this copy of it), about 50 MB at 2160p; OpenCV cannot shrink while
-    # converting, and decoding with FFmpeg's own scaler would need another runtime
-    # dependency.
+    # frame and this copy of it), about 50 MB at 2160p. OpenCV cannot shrink while
+    # converting, and with CAP_PROP_CONVERT_RGB off it hands over only the luma plane
+    # of YUV video, so the colour must come through BGR; decoding with FFmpeg's own
+    # scaler would need another runtime dependency.
     buffer: np.ndarray | None = None
     position = 0
-    with _capture(path) as capture:
+    with _capture(path, threads=threads) as capture:
         while position <= last and capture.grab():
             if position in wanted:
                 ok, buffer = capture.retrieve(buffer)
@@ -595,13 +615,15 @@ def _to_rgb(image: np.ndarray) -> Frame:
 
 
 @contextlib.contextmanager
-def _capture(path: Path) -> Iterator[cv2.VideoCapture]:
-    """An open FFmpeg capture of ``path``, released on exit.
+def _capture(path: Path, *, threads: int = 0) -> Iterator[cv2.VideoCapture]:
+    """An open FFmpeg capture of ``path`` decoding on ``threads`` threads (0: FFmpeg's
+    default), released on exit.
 
     Raises:
         errors.NotAVideo: FFmpeg cannot open the file as a video.
     """
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    parameters = [cv2.CAP_PROP_N_THREADS, threads]
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, parameters)
     try:
         if not capture.isOpened():
             raise errors.NotAVideo()
