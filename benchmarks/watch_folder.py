@@ -135,9 +135,15 @@ def main() -> None:
             kwargs={"once": False, "interval_s": args.interval, "stop": stop},
         )
         watcher.start()
+        names = [clip.name for clip in clips]
+        appeared: dict[str, float] = {}
+        timer = threading.Thread(
+            target=lambda: appeared.update(wait_for_results(inbox, names, 900))
+        )
         try:
+            timer.start()
             dropped = drop(clips, inbox, args.rate)
-            appeared = wait_for_results(inbox, list(dropped), timeout_s=600)
+            timer.join()
         finally:
             stop.set()
             watcher.join()
