@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -423,6 +424,25 @@ def test_unknown_label_error_lists_the_known_labels(
 
     details = response.json()["error"].get("details", {})
     assert "hello" in str(details) and "zzz" in response.text
+
+
+def test_uvicorn_refuses_a_declared_oversize_body_before_it_arrives(
+    servers: dict[str, Server],
+) -> None:
+    # Only the headers are sent: an answer proves the body was never waited for.
+    url = httpx.URL(servers["uvicorn"].url)
+    head = (
+        "POST /v1/classify HTTP/1.1\r\n"
+        f"host: {url.host}\r\n"
+        f"x-api-key: {API_KEY}\r\n"
+        "content-type: video/mp4\r\n"
+        "content-length: 10000000000\r\n\r\n"
+    )
+    with socket.create_connection((url.host, url.port), timeout=20) as connection:
+        connection.sendall(head.encode())
+        status_line = connection.recv(4096).split(b"\r\n", 1)[0]
+
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
 
 
 def test_more_clips_than_slots_get_busy_with_retry_after(
