@@ -24,6 +24,7 @@ import contextlib
 import logging
 import math
 import os
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -374,13 +375,18 @@ def _read_file(
 def _check_header(path: Path, limits: Limits) -> _Header:
     """Open the clip, read its header and refuse it when the header alone breaks a
     limit."""
-    # TODO: FFmpeg's stream probing inside the open may decode the first frame, so
-    # refusing an 8192x8192 H.264 clip still peaked at 200 MB; judging the size before
-    # the open would need our own parsers for the MP4 and Matroska headers.
+    # FFmpeg's stream probing inside the open decodes several frames of an H.264
+    # stream at full size (refusing an 8192x8192 clip peaked at 206 MB), so the frame
+    # size of an MP4 or QuickTime file is judged from its own boxes first.
+    # TODO: Matroska, WebM and AVI are still judged only after FFmpeg's probing;
+    # reading their headers here would need parsers for EBML and RIFF too.
+    for width, height in _mp4_frame_sizes(path):
+        _check_frame_size(width, height, limits)
+
     with _capture(path) as capture:
         header = _read_header(capture)
 
-    _check_frame_size(header, limits)
+    _check_frame_size(header.width, header.height, limits)
     if header.frame_count is not None and header.fps is not None:
         _check_duration(header.frame_count / header.fps, limits)
     return header
@@ -443,20 +449,133 @@ def _codec_name(fourcc: float) -> str:
     return _CODEC_NAMES.get(tag, tag)
 
 
-def _check_frame_size(header: _Header, limits: Limits) -> None:
-    long_side, short_side = sorted((header.width, header.height), reverse=True)
+def _check_frame_size(width: int, height: int, limits: Limits) -> None:
+    long_side, short_side = sorted((width, height), reverse=True)
     limit_long, limit_short = sorted(
         (limits.max_width, limits.max_height), reverse=True
     )
     if long_side > limit_long or short_side > limit_short:
         raise errors.FrameTooLarge(
-            f"The video's frames are {header.width}x{header.height}; this service "
+            f"The video's frames are {width}x{height}; this service "
             f"accepts at most {limits.max_width}x{limits.max_height}.",
-            width=header.width,
-            height=header.height,
+            width=width,
+            height=height,
             max_width=limits.max_width,
             max_height=limits.max_height,
         )
+
+
+# The boxes of an MP4 or QuickTime file (ISO/IEC 14496-12) on the way from the file's
+# top level to a track's sample descriptions, and the most of a movie box read into
+# memory (an index of a long clip takes a few hundred kilobytes).
+_MP4_TRACK_PATH: Final = (b"mdia", b"minf", b"stbl", b"stsd")
+_MP4_MAX_MOVIE_BYTES: Final = 16 * 1024 * 1024
+# Real files have a handful of top-level boxes before their movie box (a fragmented
+# one a pair per fragment after it); past this many the file is left to FFmpeg rather
+# than walked eight bytes at a time.
+_MP4_MAX_TOP_LEVEL_BOXES: Final = 64
+# In a visual sample entry, width and height (16 bits each) follow 24 bytes of
+# reserved fields, the data reference index and pre-defined fields.
+_MP4_SAMPLE_ENTRY_SIZE_OFFSET: Final = 24
+
+
+def _mp4_frame_sizes(path: Path) -> list[tuple[int, int]]:
+    """The stored frame sizes (width, height) of the video tracks of an MP4 or
+    QuickTime file, read from its sample descriptions without decoding; empty when the
+    file is not one or its boxes cannot be followed (FFmpeg then judges it)."""
+    movie = _mp4_movie_box(path)
+    if movie is None:
+        return []
+
+    sizes = []
+    for kind, start, end in _mp4_boxes(movie, 0, len(movie)):
+        if kind == b"trak" and _mp4_is_video_track(movie, start, end):
+            sizes += _mp4_sample_entry_sizes(movie, start, end)
+    return sizes
+
+
+def _mp4_movie_box(path: Path) -> bytes | None:
+    """The contents of the file's top-level movie box (moov), found by skipping from
+    box header to box header."""
+    with open(path, "rb") as file:
+        file_size = os.fstat(file.fileno()).st_size
+        position = 0
+        for _ in range(_MP4_MAX_TOP_LEVEL_BOXES):
+            file.seek(position)
+            found = _mp4_box_at(file.read(16), 0, file_size - position)
+            if found is None:
+                return None
+            kind, payload_start, box_size = found
+            if kind == b"moov":
+                if box_size > _MP4_MAX_MOVIE_BYTES:
+                    return None
+                file.seek(position + payload_start)
+                return file.read(box_size - payload_start)
+            position += box_size
+    return None
+
+
+def _mp4_box_at(data: bytes, position: int, room: int) -> tuple[bytes, int, int] | None:
+    """The type, payload offset and whole size of the box starting at ``position``
+    in ``data``, if its header is whole and its size fits in ``room`` bytes."""
+    if len(data) < position + 8:
+        return None
+    size, kind = struct.unpack_from(">I4s", data, position)
+    header = 8
+    if size == 1:  # the size follows the type as 64 bits
+        if len(data) < position + 16:
+            return None
+        (size,) = struct.unpack_from(">Q", data, position + 8)
+        header = 16
+    elif size == 0:  # the box runs to the end of its parent
+        size = room
+    if not header <= size <= room:
+        return None
+    return kind, header, size
+
+
+def _mp4_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """The type, payload start and end of each box in ``data[start:end]``."""
+    position = start
+    while position < end:
+        found = _mp4_box_at(data, position, end - position)
+        if found is None:
+            return
+        kind, payload_start, box_size = found
+        yield kind, position + payload_start, position + box_size
+        position += box_size
+
+
+def _mp4_child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int]:
+    """Payload start and end of the first ``kind`` box in ``data[start:end]``, or an
+    empty range."""
+    for child_kind, child_start, child_end in _mp4_boxes(data, start, end):
+        if child_kind == kind:
+            return child_start, child_end
+    return 0, 0
+
+
+def _mp4_is_video_track(movie: bytes, start: int, end: int) -> bool:
+    media_start, media_end = _mp4_child(movie, start, end, b"mdia")
+    handler_start, handler_end = _mp4_child(movie, media_start, media_end, b"hdlr")
+    # The handler type follows version, flags and a pre-defined field.
+    handler_type = movie[handler_start + 8 : handler_start + 12]
+    return handler_end - handler_start >= 12 and handler_type == b"vide"
+
+
+def _mp4_sample_entry_sizes(
+    movie: bytes, start: int, end: int
+) -> list[tuple[int, int]]:
+    for kind in _MP4_TRACK_PATH:
+        start, end = _mp4_child(movie, start, end, kind)
+
+    # Sample descriptions: version, flags and an entry count, then one box per entry.
+    sizes = []
+    for _, entry_start, entry_end in _mp4_boxes(movie, start + 8, end):
+        offset = entry_start + _MP4_SAMPLE_ENTRY_SIZE_OFFSET
+        if offset + 4 <= entry_end:
+            sizes.append(struct.unpack_from(">HH", movie, offset))
+    return sizes
 
 
 def _check_duration(duration_s: float, limits: Limits) -> None:
