@@ -11,6 +11,7 @@ the top-left corner shows the colour order and which way up a frame is.
 from __future__ import annotations
 
 import contextlib
+import struct
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -199,6 +200,22 @@ def header_only_mp4(source: Path, path: Path) -> Path:
     if media_data < 0:
         raise ValueError(f"{source} has no media data box")
     path.write_bytes(data[: media_data + 4])
+    return path
+
+
+def with_declared_frame_size(source: Path, path: Path, size: tuple[int, int]) -> Path:
+    """Copy an MP4/MOV with the frame size in its first sample description replaced
+    by `size`: the coded stream still holds the old size, so FFmpeg, which takes the
+    size from the stream, sees no change; only the container's boxes declare `size`."""
+    data = bytearray(source.read_bytes())
+    descriptions = data.find(b"stsd")
+    if descriptions < 0:
+        raise ValueError(f"{source} has no sample description box")
+    # After the box type: version and flags, entry count, the first entry's size and
+    # type, then 24 bytes of the entry before its width and height.
+    offset = descriptions + 4 + 8 + 8 + 24
+    struct.pack_into(">HH", data, offset, *size)
+    path.write_bytes(data)
     return path
 
 

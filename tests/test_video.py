@@ -357,6 +357,26 @@ def test_limits_are_judged_from_the_header_before_decoding(
         read_clip(empty, max_frames=5, limits=Limits(max_duration_s=1.0))
 
 
+def test_mp4_frame_size_is_judged_from_its_boxes_before_ffmpeg_opens_it(
+    clips: Path, numbered_mp4: Path
+) -> None:
+    # The stream inside is 320x240 and would decode; only the container's sample
+    # description declares 5000x5000, so a refusal shows the boxes were read first.
+    declared = media.with_declared_frame_size(
+        numbered_mp4, clips / "declared-large.mp4", (5000, 5000)
+    )
+
+    with pytest.raises(errors.FrameTooLarge) as caught:
+        read_clip(declared, max_frames=1, limits=Limits())
+
+    assert (caught.value.details["width"], caught.value.details["height"]) == (
+        5000,
+        5000,
+    )
+    roomy = Limits(max_width=8192, max_height=8192)
+    assert read_clip(declared, max_frames=1, limits=roomy).info.width == 320
+
+
 def test_too_large_frames_are_refused_in_either_orientation(
     numbered_mp4: Path,
 ) -> None:
