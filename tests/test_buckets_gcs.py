@@ -105,9 +105,11 @@ def results(client: Any, bucket: str, prefix: str = "results/") -> dict[str, byt
     }
 
 
-def processor(client: Any, classify: CountingClassify, **options: Any) -> Any:
+def processor(
+    client: Any, classify: CountingClassify, retry_s: float = 2.0, **options: Any
+) -> Any:
     return BucketProcessor(
-        GCSStore(client=client, retry_deadline_s=2.0),
+        GCSStore(client=client, retry_deadline_s=retry_s),
         results=ResultsLocation(bucket=None, prefix="results/"),
         classify=classify,
         max_bytes=MAX_BYTES,
@@ -156,7 +158,9 @@ def test_a_store_failing_midway_raises_and_a_redelivery_finishes_the_job(
     events = upload(client, bucket, good)
     classify = CountingClassify()
     classify.after_call = lambda calls: proxy.drop() if calls == 3 else None
-    worker = processor(client, classify, claim_ttl_s=1.0, claim_wait_s=15.0)
+    worker = processor(
+        client, classify, retry_s=0.5, claim_ttl_s=1.0, claim_wait_s=15.0
+    )
 
     failed = 0
     try:
