@@ -46,8 +46,10 @@ import json, resource, time
 start = time.perf_counter()
 {statements}
 elapsed = time.perf_counter() - start
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"seconds": elapsed, "rss_mb": rss_mb}}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu_s = usage.ru_utime + usage.ru_stime
+rss_mb = usage.ru_maxrss / 1024
+print(json.dumps({{"seconds": elapsed, "cpu_s": cpu_s, "rss_mb": rss_mb}}))
 """
 
 HEALTH_EVENT = {
@@ -165,12 +167,13 @@ def folder_size(folder: Path) -> int:
 
 def time_probe(
     python: Path, code: str, repeat: int, cwd: Path
-) -> tuple[float, float] | str:
-    """Median seconds and median peak RSS (MB) of `code` in fresh interpreters.
+) -> tuple[float, float, float] | str:
+    """Medians of wall seconds, CPU seconds and peak RSS (MB) of `code`, each run in
+    a fresh interpreter. CPU time includes the interpreter's start-up.
 
     Returns the error text instead when the probe fails.
     """
-    seconds, rss = [], []
+    seconds, cpu, rss = [], [], []
     for _ in range(repeat):
         run = subprocess.run(
             [str(python), "-c", code], capture_output=True, text=True, cwd=cwd
@@ -179,8 +182,9 @@ def time_probe(
             return run.stderr.strip().splitlines()[-1]
         result = json.loads(run.stdout.strip().splitlines()[-1])
         seconds.append(result["seconds"])
+        cpu.append(result["cpu_s"])
         rss.append(result["rss_mb"])
-    return statistics.median(seconds), statistics.median(rss)
+    return statistics.median(seconds), statistics.median(cpu), statistics.median(rss)
 
 
 def measure_runtime(work: Path, repeat: int) -> list[str]:
@@ -192,7 +196,8 @@ def measure_runtime(work: Path, repeat: int) -> list[str]:
     lines += _size_table(sizes, top=10)
     lines += ["", f"Code and model bundle copied beside them: {_copied_size()}", ""]
     lines += [f"## Cold start (median of {repeat} fresh interpreters)", ""]
-    lines += ["| first call | time | peak RSS |", "| --- | --: | --: |"]
+    lines += ["| first call | wall time | CPU time | peak RSS |"]
+    lines += ["| --- | --: | --: | --: |"]
     for label, statements in FIRST_CALLS.items():
         code = PROBE.format(statements=statements)
         lines.append(_timing_row(label, time_probe(env.python, code, repeat, ROOT)))
@@ -240,7 +245,8 @@ def measure_baseline(work: Path, repeat: int) -> list[str]:
 
     lines = [f"## Previous service: {TORCH} (CPU) + {TORCHVISION}, fresh venv", ""]
     lines += _size_table(sizes, top=10)
-    lines += ["", "| cold import | time | peak RSS |", "| --- | --: | --: |"]
+    lines += ["", "| cold import | wall time | CPU time | peak RSS |"]
+    lines += ["| --- | --: | --: | --: |"]
     for imports in ("import torch; torch.zeros(1)", "import torch, torchvision"):
         code = PROBE.format(statements=imports)
         lines.append(_timing_row(imports, time_probe(env.python, code, repeat, work)))
@@ -273,11 +279,12 @@ def _copied_size() -> str:
     return ", ".join(parts)
 
 
-def _timing_row(label: str, timing: tuple[float, float] | str) -> str:
+def _timing_row(label: str, timing: tuple[float, float, float] | str) -> str:
     if isinstance(timing, str):
-        return f"| {label} | failed: {timing} | |"
-    seconds, rss_mb = timing
-    return f"| {label} | {seconds * 1000:.0f} ms | {rss_mb:.0f} MB |"
+        return f"| {label} | failed: {timing} | | |"
+    seconds, cpu_s, rss_mb = timing
+    figures = f"{seconds * 1000:.0f} ms | {cpu_s * 1000:.0f} ms | {rss_mb:.0f} MB"
+    return f"| {label} | {figures} |"
 
 
 def _mb(size: int) -> str:
