@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
-
-from adapters.runtime import event_log_line
-
-logger = logging.getLogger(__name__)
 
 
 def infer(event: Mapping[str, Any]) -> bool:
@@ -21,22 +16,12 @@ def infer(event: Mapping[str, Any]) -> bool:
 
 
 def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """The bucket processor's answer; transient failures raise so Lambda retries.
+    """The bucket processor's answer; failures raise so Lambda retries.
 
-    An event of the right source but the wrong shape can never succeed, so it is
-    logged and answered as ignored instead of raised.
+    Malformed records are logged and skipped by the processor itself. Nothing else is
+    caught here: a misconfiguration or a bug must surface as a failed invocation (and
+    end in the function's dead-letter destination), never as a silently lost upload.
     """
     from sign2text_core import buckets
 
-    try:
-        return buckets.handle_s3_event(dict(event))
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
-        logger.warning(
-            event_log_line(
-                event="lambda_event_ignored",
-                reason="malformed S3 event",
-                error=repr(error),
-                request_id=getattr(context, "aws_request_id", None),
-            )
-        )
-        return {"status": "ignored", "reason": "malformed S3 event"}
+    return buckets.handle_s3_event(dict(event))
