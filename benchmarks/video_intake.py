@@ -17,7 +17,9 @@ show what length alone costs), made once with ffmpeg's moving
 test pattern (H.264; "veryfast" preset, "ultrafast" for 2160p to keep generation short)
 and cached in ``--cache`` (default: ``$TMPDIR/sign2text-benchmark-clips``), plus every
 clip in ``../shared/clips`` when that folder exists. The stage runs with raised limits,
-since the default 20 s limit would refuse the 30 s clip.
+since the default 20 s limit would refuse the 30 s clip. Last, what refusing an
+8192x8192 clip (two frames) under the default limits costs: it is refused from its
+MP4 boxes, before FFmpeg decodes anything.
 
     .venv/bin/python benchmarks/video_intake.py [--no-shared] [--naive-cap-gb 8]
 """
@@ -62,6 +64,8 @@ SYNTHETIC = (
     SyntheticClip("2160p-3s", 3840, 2160, 3, "ultrafast"),
     SyntheticClip("2160p-30s", 3840, 2160, 30, "ultrafast"),
 )
+# Beyond the default 4096x4096 frame-size limit: what refusing it costs.
+OVERSIZED = SyntheticClip("8192x8192-refused", 8192, 8192, 1, "ultrafast", fps=2)
 
 
 def main() -> int:
@@ -90,7 +94,13 @@ def main() -> int:
         row, stage_peaks[clip_label(clip)] = table_row(clip, arguments.naive_cap_gb)
         print(row, flush=True)
 
+    oversized = synthetic_clip(OVERSIZED, arguments.cache)
+    refusal = run_child("refuse", oversized)
     print()
+    print(
+        f"refusing {OVERSIZED.width}x{OVERSIZED.height} H.264 (frame_too_large): "
+        f"{refusal['wall_s']:.2f} s, peak RSS {refusal['peak_rss_mb']:.0f} MB"
+    )
     print(f"largest stage peak RSS: {max(stage_peaks.values()):.0f} MB")
     for longer, shorter in (("2160p-30s", "720p-3s"), ("2160p-30s", "2160p-3s")):
         growth = stage_peaks[longer] - stage_peaks[shorter]
@@ -106,21 +116,22 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--no-shared", dest="shared", action="store_false", help="skip ../shared/clips"
     )
-    parser.add_argument("--measure", choices=("stage", "naive", "none"))
+    parser.add_argument("--measure", choices=("stage", "naive", "refuse", "none"))
     parser.add_argument("--clip", help="with --measure: the clip to read")
     return parser.parse_args()
 
 
 def synthetic_clips(cache: Path) -> list[Path]:
+    return [synthetic_clip(spec, cache) for spec in SYNTHETIC]
+
+
+def synthetic_clip(spec: SyntheticClip, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for spec in SYNTHETIC:
-        path = cache / f"{spec.name}.mp4"
-        if not path.exists():
-            print(f"making {path} ...", file=sys.stderr, flush=True)
-            make_synthetic(spec, path)
-        paths.append(path)
-    return paths
+    path = cache / f"{spec.name}.mp4"
+    if not path.exists():
+        print(f"making {path} ...", file=sys.stderr, flush=True)
+        make_synthetic(spec, path)
+    return path
 
 
 def make_synthetic(spec: SyntheticClip, path: Path) -> None:
@@ -217,10 +228,23 @@ def measure(kind: str, clip: Path) -> int:
         )
     elif kind == "naive":
         read_naively(clip)
+    elif kind == "refuse":
+        refuse(clip)
     wall_s = time.perf_counter() - started
 
     print(json.dumps({"wall_s": wall_s, "peak_rss_mb": peak_rss_mb()}))
     return 0
+
+
+def refuse(clip: Path) -> None:
+    from sign2text_core.errors import FrameTooLarge
+    from sign2text_core.video import Limits, read_clip
+
+    try:
+        read_clip(clip, max_frames=STAGE_MAX_FRAMES, limits=Limits())
+    except FrameTooLarge:
+        return
+    raise SystemExit(f"{clip} was not refused as too large")
 
 
 def read_naively(clip: Path) -> np.ndarray:
