@@ -12,8 +12,9 @@ memory (VmHWM) belongs to that run alone:
 The naive run is skipped when its frames alone would exceed ``--naive-cap-gb`` or half
 of the memory available, so the benchmark never starves the machine.
 
-Clips: 720p 3 s, 1080p 10 s, 2160p 3 s and 2160p 30 s at 30 fps (the two 2160p clips
-show what length alone costs), made once with ffmpeg's moving
+Clips: 720p 3 s, 1080p 10 s, 2160p 3 s, the same stored sideways (as phones record)
+and 2160p 30 s at 30 fps (the 3 s and 30 s 2160p clips show what length alone costs),
+made once with ffmpeg's moving
 test pattern (H.264; "veryfast" preset, "ultrafast" for 2160p to keep generation short)
 and cached in ``--cache`` (default: ``$TMPDIR/sign2text-benchmark-clips``), plus every
 clip in ``../shared/clips`` when that folder exists. The stage runs with raised limits,
@@ -56,12 +57,15 @@ class SyntheticClip:
     seconds: int
     preset: str
     fps: int = 30
+    # A display matrix turning the stored frames, as phones record sideways video.
+    display_rotation: int = 0
 
 
 SYNTHETIC = (
     SyntheticClip("720p-3s", 1280, 720, 3, "veryfast"),
     SyntheticClip("1080p-10s", 1920, 1080, 10, "veryfast"),
     SyntheticClip("2160p-3s", 3840, 2160, 3, "ultrafast"),
+    SyntheticClip("2160p-3s-sideways", 3840, 2160, 3, "ultrafast", display_rotation=90),
     SyntheticClip("2160p-30s", 3840, 2160, 30, "ultrafast"),
 )
 # Beyond the default 4096x4096 frame-size limit: what refusing it costs.
@@ -142,10 +146,17 @@ def make_synthetic(spec: SyntheticClip, path: Path) -> None:
         f":duration={spec.seconds}"
     )
     partial = path.with_suffix(".partial.mp4")
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error"]
-    command += ["-y", "-f", "lavfi", "-i", source, "-c:v", "libx264"]
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error"]
+    command = [*ffmpeg, "-y", "-f", "lavfi", "-i", source, "-c:v", "libx264"]
     command += ["-preset", spec.preset, "-pix_fmt", "yuv420p", str(partial)]
     subprocess.run(command, check=True)
+    if spec.display_rotation:
+        # Copied, not re-encoded, so the frames stay stored sideways.
+        turned = path.with_suffix(".turned.mp4")
+        command = [*ffmpeg, "-y", "-display_rotation", str(spec.display_rotation)]
+        command += ["-i", str(partial), "-c", "copy", str(turned)]
+        subprocess.run(command, check=True)
+        turned.replace(partial)
     partial.rename(path)
 
 
