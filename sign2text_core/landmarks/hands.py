@@ -50,6 +50,10 @@ class HandOptions:
     defaults. The others are this tracker's own, chosen by measuring against
     MediaPipe Holistic on real clips:
 
+    - ``same_hand_distance``: two sightings are one hand when their wrist and
+      knuckles lie closer than this many palm lengths. Comparing points rather
+      than regions keeps two hands that touch or overlap (the signs for book and
+      help) apart; their regions overlap as much as one hand's two sightings do.
     - ``refine_presence``: a hand seen with a presence between this and
       ``min_presence`` is looked for once more, in a region framed on the uncertain
       landmarks (a palm box often frames overlapping or fast hands badly).
@@ -62,6 +66,7 @@ class HandOptions:
     min_detection_score: float = 0.5
     min_presence: float = 0.5
     same_hand_iou: float = 0.5
+    same_hand_distance: float = 0.5
     refine_presence: float = 0.1
     lost_memory: int = 2
     redetect_interval: int = 4
@@ -121,6 +126,40 @@ class FrameHands:
 
     left: Hand | None
     right: Hand | None
+
+
+# Wrist and the five knuckles: the points two sightings of one hand share most.
+PALM_POINTS = [0, 1, 5, 9, 13, 17]
+WRIST, MIDDLE_KNUCKLE = 0, 9
+# Palm detector keypoints for the wrist and the middle finger's knuckle
+# (mediapipe/modules/hand_landmark/palm_detection_detection_to_roi.pbtxt).
+PALM_WRIST, PALM_MIDDLE_KNUCKLE = 0, 2
+
+
+def palm_length(landmarks: np.ndarray, size: ImageSize) -> float:
+    """Wrist to middle knuckle in pixels (at least one pixel)."""
+    span = (landmarks[MIDDLE_KNUCKLE, :2] - landmarks[WRIST, :2]) * size
+    return max(float(np.hypot(*span)), 1.0)
+
+
+def same_hand(
+    first: np.ndarray, second: np.ndarray, size: ImageSize, tolerance: float
+) -> bool:
+    """True when two landmark sets [21, ≥2] are one hand seen twice."""
+    gaps = (first[PALM_POINTS, :2] - second[PALM_POINTS, :2]) * size
+    distance = float(np.median(np.hypot(gaps[:, 0], gaps[:, 1])))
+    return distance < tolerance * palm_length(second, size)
+
+
+def palm_is_hand(
+    keypoints: np.ndarray, landmarks: np.ndarray, size: ImageSize, tolerance: float
+) -> bool:
+    """True when a palm detection's keypoints [7, 2] lie on the hand ``landmarks``."""
+    palm = keypoints[[PALM_WRIST, PALM_MIDDLE_KNUCKLE]]
+    hand = landmarks[[WRIST, MIDDLE_KNUCKLE], :2]
+    gaps = (palm - hand) * size
+    distance = float(np.mean(np.hypot(gaps[:, 0], gaps[:, 1])))
+    return distance < tolerance * palm_length(landmarks, size)
 
 
 @dataclass
@@ -214,7 +253,7 @@ class HandTracker:
         missing: list[_Track] = []
         for track in self._tracks:
             hand = find_hand(self.models, frame, track.region, self.options)
-            if hand is None or self._overlaps(hand, [h for _, h in found], frame):
+            if hand is None or self._is_known(hand, [h for _, h in found], frame):
                 missing.append(track)
                 continue
             found.append((track, hand))
@@ -236,38 +275,37 @@ class HandTracker:
         self.detections_run += 1
 
         detections = self.models.detector.detect(frame)
-        known_regions = [hand_region_from_landmarks(h.landmarks, size) for h in known]
+        tolerance = self.options.same_hand_distance
+        hands = list(known)
         found: list[tuple[_Track, Hand]] = []
         for index in range(len(detections)):
-            if len(known) + len(found) >= self.options.max_hands:
+            if len(hands) >= self.options.max_hands:
                 break
-            region = palm_region(
-                detections.boxes[index], detections.keypoints[index], size
-            )
-            if self._is_known(region, known_regions):
+            keypoints = detections.keypoints[index]
+            if any(
+                palm_is_hand(keypoints, h.landmarks, size, tolerance) for h in hands
+            ):
                 continue
+            region = palm_region(detections.boxes[index], keypoints, size)
             hand = find_hand(self.models, frame, region, self.options)
-            if hand is None:
+            if hand is None or self._is_known(hand, hands, frame):
                 continue
-            landmark_region = hand_region_from_landmarks(hand.landmarks, size)
-            if self._is_known(landmark_region, known_regions):
-                continue
-            known_regions.append(landmark_region)
+            hands.append(hand)
             found.append((_Track(region), hand))
         return found
 
-    def _is_known(self, region: Region, known: Sequence[Region]) -> bool:
-        return any(
-            region_iou(region, other) > self.options.same_hand_iou for other in known
-        )
-
-    def _overlaps(self, hand: Hand, others: Sequence[Hand], frame: np.ndarray) -> bool:
-        """True when ``hand`` is one of ``others`` seen again (regions overlap)."""
+    def _is_known(self, hand: Hand, others: Sequence[Hand], frame: np.ndarray) -> bool:
+        """True when ``hand`` is one of ``others`` seen again."""
         height, width = frame.shape[:2]
-        size = (width, height)
-        region = hand_region_from_landmarks(hand.landmarks, size)
-        known = [hand_region_from_landmarks(other.landmarks, size) for other in others]
-        return self._is_known(region, known)
+        return any(
+            same_hand(
+                hand.landmarks,
+                other.landmarks,
+                (width, height),
+                self.options.same_hand_distance,
+            )
+            for other in others
+        )
 
     def _remember(self, missing: list[_Track], seen: list[_Track]) -> list[_Track]:
         """Lost hands still worth looking for where they were last seen."""
@@ -276,7 +314,8 @@ class HandTracker:
         for track in missing:
             if track.missed >= self.options.lost_memory or len(kept) >= room:
                 continue
-            if self._is_known(track.region, [other.region for other in seen]):
+            overlaps = (region_iou(track.region, other.region) for other in seen)
+            if any(overlap > self.options.same_hand_iou for overlap in overlaps):
                 continue
             kept.append(_Track(track.region, track.right_votes, track.missed + 1))
         return kept
