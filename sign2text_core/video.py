@@ -564,8 +564,11 @@ def _mp4_is_video_track(movie: bytes, start: int, end: int) -> bool:
 
 
 def _mp4_sample_entry_sizes(
-    movie: bytes, start: int, end: int
+    movie: bytes, track_start: int, track_end: int
 ) -> list[tuple[int, int]]:
+    """The (width, height) of each sample description of the track whose payload is
+    ``movie[track_start:track_end]``."""
+    start, end = track_start, track_end
     for kind in _MP4_TRACK_PATH:
         start, end = _mp4_child(movie, start, end, kind)
 
