@@ -104,6 +104,8 @@ def decode_frames(
             if wanted is None or index in wanted:
                 frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             index += 1
+            if wanted is not None and len(frames) == len(wanted):
+                break
     finally:
         capture.release()
     return frames
@@ -174,9 +176,8 @@ def clip_parity(
 ) -> ClipParity:
     """Run the extractor over the clip's first ``max_frames`` frames (all if None)."""
     theirs = clip.reference_landmarks()
-    frames = decode_frames(clip.video)
-    if max_frames is not None:
-        frames = frames[:max_frames]
+    first = None if max_frames is None else range(min(max_frames, len(theirs)))
+    frames = decode_frames(clip.video, first)
     theirs = theirs[: len(frames)]
 
     started = time.perf_counter()
