@@ -206,7 +206,9 @@ def decode_detections(
     ``raw_boxes`` [N, 4 + 2K] hold (x, y, w, h) then K (x, y) keypoints, in input
     pixels relative to each anchor; ``raw_scores`` [N] or [N, 1] are logits.
     """
-    logits = np.clip(raw_scores.reshape(-1), -spec.score_clipping, spec.score_clipping)
+    # float64: exp of a clipped logit (up to 100) overflows float32.
+    logits = raw_scores.reshape(-1).astype(np.float64)
+    logits = np.clip(logits, -spec.score_clipping, spec.score_clipping)
     scores = 1.0 / (1.0 + np.exp(-logits))
     keep = np.flatnonzero(scores >= spec.min_score)
     if keep.size == 0:
