@@ -254,50 +254,28 @@ def template_routes() -> set[tuple[str, str]]:
     }
 
 
-def call_http_api(method: str, path: str) -> tuple[int, bytes]:
-    """Send an empty request through lambda_handler as the HTTP API would."""
-    import base64
-
-    import handler
-
-    event = {
-        "version": "2.0",
-        "routeKey": f"{method} {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"host": "api.example.com"},
-        "requestContext": {
-            "http": {"method": method, "path": path, "sourceIp": "127.0.0.1"},
-            "requestId": "deploy-test",
-            "routeKey": f"{method} {path}",
-            "stage": "$default",
-        },
-        "isBase64Encoded": False,
-    }
-    answer = handler.lambda_handler(event, None)
-    body = answer.get("body", "")
-    if answer.get("isBase64Encoded"):
-        return answer["statusCode"], base64.b64decode(body)
-    return answer["statusCode"], body.encode()
-
-
 def test_every_route_in_the_template_is_served_by_lambda_handler() -> None:
+    from tests.web_servers import lambda_server
+
+    api = lambda_server().client
     routes = template_routes()
 
     assert routes
     for method, path in routes:
         # An empty request may be refused, but by the route, not for want of one.
-        status, _ = call_http_api(method, path)
+        status = api.request(method, path).status_code
         assert status not in (404, 405), f"{method} {path} answered {status}"
 
 
 def test_every_operation_in_the_openapi_document_is_routed_by_the_template() -> None:
-    status, body = call_http_api("GET", "/openapi.json")
+    from tests.web_servers import lambda_server
 
-    assert status == 200
+    response = lambda_server().client.get("/openapi.json")
+
+    assert response.status_code == 200
     documented = {
         (method.upper(), path)
-        for path, operations in json.loads(body)["paths"].items()
+        for path, operations in response.json()["paths"].items()
         for method in operations
     }
     assert documented
