@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from sign2text_core.errors import (
     ConfigurationError,
     InvalidParameter,
@@ -103,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="NPZ_DIR",
         help="read <gloss>/<clip>.npz landmarks instead of extracting them",
+    )
+    evaluate.add_argument(
+        "--save-landmarks",
+        type=Path,
+        metavar="NPZ_DIR",
+        help="also write each clip's landmarks there as <gloss>/<clip>.npz",
     )
     _add_model_options(evaluate)
     _add_label_options(evaluate)
@@ -212,6 +216,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         labels=_labels(args),
         labels_from_dir=args.labels_from_dir,
         landmarks_from=args.landmarks_from,
+        save_landmarks=args.save_landmarks,
         progress=bar.update,
     )
     bar.close()
@@ -227,8 +232,7 @@ def _run_landmarks(args: argparse.Namespace) -> int:
     from sign2text_core.signs import Classifier
 
     classifier = Classifier(args.model)
-    settings = classifier.bundle.landmarks
-    if settings is None:
+    if classifier.bundle.landmarks is None:
         raise InvalidParameter(
             f"Bundle {classifier.bundle.name} does not use landmarks."
         )
@@ -236,15 +240,7 @@ def _run_landmarks(args: argparse.Namespace) -> int:
     # The landmarks of exactly the frames the model sees (mirrored if it mirrors).
     inspection = _inspect(classifier, args.clip, top_k=1)
     assert inspection.landmarks is not None
-    with _opened(args.out) as stream:
-        np.savez_compressed(
-            stream,
-            landmarks=inspection.landmarks,
-            frame_index=np.asarray(inspection.clip.frame_index),
-            frame_count=np.int64(inspection.clip.info.frame_count),
-            fps=np.float32(inspection.clip.info.fps),
-            mirrored=np.bool_(settings.mirror_frames),
-        )
+    inspection.save_landmarks(args.out)
     frames = len(inspection.landmarks)
     print(f"{args.out}: landmarks of {frames} frames of {args.clip}")
     return EXIT_OK
@@ -395,13 +391,6 @@ def _say_error(code: str, message: str) -> None:
 def _write_text(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise InvalidParameter(f"Cannot write {path}: {error.strerror}") from error
-
-
-def _opened(path: Path) -> Any:
-    try:
-        return path.open("wb")
     except OSError as error:
         raise InvalidParameter(f"Cannot write {path}: {error.strerror}") from error
 

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sign2text_core.errors import InvalidParameter, Sign2TextError
 from sign2text_core.prediction import Prediction
-from sign2text_core.signs import Classifier, resolve_vocabulary
+from sign2text_core.signs import Classifier, load_landmarks, resolve_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +174,7 @@ def evaluate(
     labels: Sequence[str] | None = None,
     labels_from_dir: bool = False,
     landmarks_from: Path | None = None,
+    save_landmarks: Path | None = None,
     progress: Progress | None = None,
 ) -> Report:
     """Classify every clip under ``folder`` and score the answers against the glosses.
@@ -189,6 +188,8 @@ def evaluate(
         landmarks_from: read each clip's landmarks from
             ``<landmarks_from>/<gloss>/<clip stem>.npz`` (array ``landmarks``, as the
             ``landmarks`` command writes) instead of extracting them.
+        save_landmarks: write each clip's extracted landmarks there, in the same
+            layout, so later evaluations can read them with ``landmarks_from``.
         progress: called before each clip.
 
     Raises:
@@ -208,7 +209,8 @@ def evaluate(
     for done, clip in enumerate(clips):
         if progress is not None:
             progress(done, len(clips), clip.name)
-        result = _evaluate_clip(classifier, clip, used, vocabulary, landmarks_from)
+        sources = _Sources(landmarks_from, save_landmarks)
+        result = _evaluate_clip(classifier, clip, used, vocabulary, sources)
         report.results.append(result)
         logger.debug("clip evaluated", extra=result.to_dict())
 
@@ -222,13 +224,13 @@ def _evaluate_clip(
     clip: LabelledClip,
     used: Sequence[str],
     vocabulary: tuple[str, ...] | None,
-    landmarks_from: Path | None,
+    sources: _Sources,
 ) -> ClipResult:
     by_folded = {label.casefold(): label for label in used}
     gloss = by_folded.get(clip.gloss.casefold())
     started = time.perf_counter()
     try:
-        prediction = _classify(classifier, clip, vocabulary, len(used), landmarks_from)
+        prediction = _classify(classifier, clip, vocabulary, len(used), sources)
     except Sign2TextError as error:
         return ClipResult(clip=clip, known=gloss is not None, error=error)
     seconds = time.perf_counter() - started
@@ -244,23 +246,36 @@ def _evaluate_clip(
     )
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """Where clip landmarks are read from or saved to (both optional)."""
+
+    read_from: Path | None
+    save_to: Path | None
+
+    def path(self, folder: Path, clip: LabelledClip) -> Path:
+        return folder / clip.path.parent.name / f"{clip.path.stem}.npz"
+
+
 def _classify(
     classifier: Classifier,
     clip: LabelledClip,
     vocabulary: tuple[str, ...] | None,
     top_k: int,
-    landmarks_from: Path | None,
+    sources: _Sources,
 ) -> Prediction:
-    if landmarks_from is None:
-        return classifier.classify(clip.path, top_k=top_k, labels=vocabulary)
+    if sources.read_from is None:
+        inspection = classifier.inspect(clip.path, top_k=top_k, labels=vocabulary)
+        if sources.save_to is not None:
+            target = sources.path(sources.save_to, clip)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            inspection.save_landmarks(target)
+        return inspection.prediction
 
-    stored = landmarks_from / clip.path.parent.name / f"{clip.path.stem}.npz"
+    stored = sources.path(sources.read_from, clip)
     if not stored.is_file():
         raise InvalidParameter(f"No stored landmarks for {clip.name} at {stored}.")
-    with np.load(stored) as archive:
-        landmarks = archive["landmarks"]
-        frame_index = archive.get("frame_index")
-        frame_count = int(archive["frame_count"]) if "frame_count" in archive else None
+    landmarks, frame_index, frame_count = load_landmarks(stored)
     return classifier.classify_landmarks(
         landmarks,
         top_k=top_k,

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -64,6 +65,37 @@ class Inspection:
     prediction: Prediction
     clip: Clip
     landmarks: np.ndarray | None
+
+    def save_landmarks(self, path: Path) -> None:
+        """Write the landmarks as ``.npz``: ``landmarks`` [T, 543, 3], ``frame_index``
+        [T] (each frame's position in the clip), ``frame_count`` and ``fps``.
+
+        Raises:
+            InvalidParameter: there are no landmarks, or the file cannot be written.
+        """
+        if self.landmarks is None:
+            raise InvalidParameter("This pipeline does not use landmarks.")
+        try:
+            with path.open("wb") as stream:
+                np.savez_compressed(
+                    stream,
+                    landmarks=self.landmarks,
+                    frame_index=np.asarray(self.clip.frame_index),
+                    frame_count=np.int64(self.clip.info.frame_count),
+                    fps=np.float32(self.clip.info.fps),
+                )
+        except OSError as error:
+            raise InvalidParameter(f"Cannot write {path}: {error.strerror}") from error
+
+
+def load_landmarks(path: Path) -> tuple[np.ndarray, np.ndarray | None, int | None]:
+    """Landmarks, frame positions and frame count from a ``.npz`` file as
+    :meth:`Inspection.save_landmarks` writes it (the last two may be missing)."""
+    with np.load(path) as archive:
+        landmarks = np.asarray(archive["landmarks"], dtype=np.float32)
+        frame_index = archive.get("frame_index")
+        frame_count = int(archive["frame_count"]) if "frame_count" in archive else None
+    return landmarks, frame_index, frame_count
 
 
 def parse_labels(text: str) -> list[str]:

@@ -220,6 +220,29 @@ def test_evaluate_with_labels_from_dir_uses_the_known_glosses(
     assert report["top1"] == 1.0
 
 
+def test_evaluate_saved_landmarks_give_the_same_answers_when_read_back(
+    clip_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved, first, second = tmp_path / "npz", tmp_path / "a.json", tmp_path / "b.json"
+    folder = str(clip_folder)
+
+    run(
+        ["evaluate", folder, "--save-landmarks", str(saved), "--json", str(first)],
+        capsys,
+    )
+    run(
+        ["evaluate", folder, "--landmarks-from", str(saved), "--json", str(second)],
+        capsys,
+    )
+
+    assert sorted(path.name for path in saved.rglob("*.npz")) == ["pattern.npz"] * 2
+    answers = [
+        [(row["file"], row["top_k"]) for row in json.loads(path.read_text())["results"]]
+        for path in (first, second)
+    ]
+    assert answers[0] == answers[1]
+
+
 def test_evaluate_of_a_folder_without_clips_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
