@@ -14,7 +14,9 @@ set size: clips made here with ffmpeg up to the default limits (20 s, 4096 px fr
     .venv/bin/python benchmarks/end_to_end.py            # both parts
     .venv/bin/python benchmarks/end_to_end.py --no-rss   # speed only
 
-Timings on a shared machine are noisy: compare the two columns of one run.
+Timings on a shared machine are noisy: compare the columns of one run. On a busy
+machine the CPU column is the fairer one, and ``SIGN2TEXT_ORT_THREADS=1`` keeps ONNX
+Runtime's waiting threads from spinning it up.
 """
 
 from __future__ import annotations
