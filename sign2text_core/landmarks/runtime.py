@@ -67,6 +67,9 @@ def session_options(threads: int) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # Idle worker threads would otherwise spin between the many small calls of a clip,
+    # burning the cores that the decoder and other requests of this instance need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
