@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 import time
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout
 
+from sign2text_core.bundle import LandmarkSettings, load_bundle  # noqa: E402
 from sign2text_core.landmarks import (  # noqa: E402
     FACE,
     LEFT_HAND,
@@ -46,6 +47,7 @@ from sign2text_core.landmarks import (  # noqa: E402
     LandmarkExtractor,
 )
 from sign2text_core.landmarks.face import pose_from_mesh  # noqa: E402
+from sign2text_core.signs import landmark_input  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 LIPS = [
@@ -230,43 +232,17 @@ def print_parity(results: Iterable[ClipParity]) -> tuple[Comparison, Comparison]
     return hands, lips
 
 
+@functools.cache
+def _bundled_settings() -> LandmarkSettings:
+    return load_bundle().landmarks
+
+
 def model_input(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[T, 543, 3] -> the 250-sign model's (frames [1,64,66,3], frame_idxs [1,64]).
+    """[T, 543, 3] -> the bundled model's (frames [1,64,66,3], frame_idxs [1,64]).
 
-    The model's published preprocessing (../shared/models/README.md).
+    The service's own preprocessing, with the bundled manifest's settings.
     """
-    left = landmarks[:, LEFT_HAND]
-    right = landmarks[:, RIGHT_HAND]
-    right_dominates = np.sum(~np.isnan(right)) > np.sum(~np.isnan(left))
-    hand = right if right_dominates else left
-    pose = landmarks[:, [POSE.start + point for point in POSE_FROM_MESH]]
-    points = np.concatenate([landmarks[:, FACE][:, LIPS], hand, pose], axis=1)
-    if right_dominates:
-        points[:, :, 0] = -points[:, :, 0]
-
-    if len(points) > MODEL_FRAMES:
-        points = points[np.linspace(0, len(points) - 1, MODEL_FRAMES).astype(int)]
-    frames = np.zeros((MODEL_FRAMES, 66, 3), np.float32)
-    frames[: len(points)] = np.nan_to_num(points, nan=0.0)
-
-    pose_part = frames[:, 61:66]
-    valid = np.any(pose_part != 0, axis=-1, keepdims=True)
-    if valid.any():
-        # Frames without any pose point give an empty mean: centred on 0 below.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            centre = np.nanmean(
-                np.where(valid, pose_part, np.nan), axis=1, keepdims=True
-            )
-        frames = frames - np.nan_to_num(centre, nan=0.0)
-    largest = np.max(np.abs(frames))
-    if largest > 0:
-        frames = frames / largest
-
-    non_empty = np.abs(frames).sum(axis=(1, 2)) > 0
-    idxs = np.zeros(MODEL_FRAMES, np.int32)
-    idxs[non_empty] = np.arange(1, non_empty.sum() + 1)
-    return frames[None].astype(np.float32), idxs[None]
+    return landmark_input(landmarks, _bundled_settings())
 
 
 def classifier_check(shared: Path, clips: list[SharedClip], lite: bool) -> None:

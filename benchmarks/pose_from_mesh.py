@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -30,53 +31,27 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout
 
-from sign2text_core.landmarks import FACE, LEFT_HAND, POSE, RIGHT_HAND  # noqa: E402
+from sign2text_core.bundle import LandmarkSettings, load_bundle  # noqa: E402
+from sign2text_core.landmarks import FACE, POSE  # noqa: E402
 from sign2text_core.landmarks.face import MESH_FOR_POSE, pose_from_mesh  # noqa: E402
+from sign2text_core.signs import landmark_input  # noqa: E402
 
-LIPS = [
-    61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405,
-    321, 375, 78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 95, 88, 178, 87, 14, 317,
-    402, 318, 324, 308,
-]  # fmt: skip
 MODEL_POSE = [0, 1, 3, 4, 5]
-MODEL_FRAMES = 64
 
 Variant = Callable[[np.ndarray], np.ndarray]
 
 
+@functools.cache
+def _bundled_settings() -> LandmarkSettings:
+    return load_bundle().landmarks
+
+
 def model_input(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[T,543,3] GISLR landmarks -> (frames [1,64,66,3], frame_idxs [1,64])."""
-    left = landmarks[:, LEFT_HAND]
-    right = landmarks[:, RIGHT_HAND]
-    right_dominates = np.sum(~np.isnan(right)) > np.sum(~np.isnan(left))
-    hand = right if right_dominates else left
-    pose = landmarks[:, POSE.start + np.array(MODEL_POSE)]
-    points = np.concatenate([landmarks[:, FACE][:, LIPS], hand, pose], axis=1)
-    if right_dominates:
-        points[:, :, 0] = -points[:, :, 0]
+    """[T, 543, 3] -> the bundled model's (frames [1,64,66,3], frame_idxs [1,64]).
 
-    if len(points) > MODEL_FRAMES:
-        keep = np.linspace(0, len(points) - 1, MODEL_FRAMES).astype(int)
-        points = points[keep]
-    frames = np.zeros((MODEL_FRAMES, 66, 3), np.float32)
-    frames[: len(points)] = np.nan_to_num(points, nan=0.0)
-
-    pose_part = frames[:, 61:66]
-    valid = np.any(pose_part != 0, axis=-1, keepdims=True)
-    if valid.any():
-        with np.errstate(invalid="ignore"):
-            centre = np.nanmean(
-                np.where(valid, pose_part, np.nan), axis=1, keepdims=True
-            )
-        frames = frames - np.nan_to_num(centre, nan=0.0)
-    largest = np.max(np.abs(frames))
-    if largest > 0:
-        frames = frames / largest
-
-    non_empty = np.abs(frames).sum(axis=(1, 2)) > 0
-    idxs = np.zeros(MODEL_FRAMES, np.int32)
-    idxs[non_empty] = np.arange(1, non_empty.sum() + 1)
-    return frames[None].astype(np.float32), idxs[None]
+    The service's own preprocessing, with the bundled manifest's settings.
+    """
+    return landmark_input(landmarks, _bundled_settings())
 
 
 def holistic(landmarks: np.ndarray) -> np.ndarray:
