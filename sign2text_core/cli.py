@@ -33,11 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(args)
     try:
         code: int = args.run(args)
     except ConfigurationError as error:
@@ -58,6 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say_error("internal_error", f"{type(error).__name__}: {error} (-v shows more)")
         return EXIT_FAILED
     return code
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Debug lines with ``-v``, warnings otherwise, on stderr; ``serve`` instead
+    prints each line as is on stdout, so its one JSON line per request stays JSON,
+    exactly as under uvicorn, Lambda and Cloud Functions."""
+    level = logging.DEBUG if args.verbose else logging.WARNING
+    if args.command == "serve":
+        logging.basicConfig(level=level, stream=sys.stdout, format="%(message)s")
+    else:
+        logging.basicConfig(
+            level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
