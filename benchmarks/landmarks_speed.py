@@ -43,6 +43,7 @@ from benchmarks.landmarks_parity import SharedClip, decode_frames, shared_clips 
 from sign2text_core.landmarks import LandmarkExtractor  # noqa: E402
 from sign2text_core.landmarks.face import FaceMesh, FaceTracker  # noqa: E402
 from sign2text_core.landmarks.hands import HandModels, HandTracker  # noqa: E402
+from sign2text_core.landmarks.lanes import Lanes  # noqa: E402
 from sign2text_core.landmarks.runtime import clear_sessions  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -178,9 +179,54 @@ def lever_rows(shared: Path, clips: list[SharedClip]) -> None:
     for threads in ("1", "2"):
         os.environ["SIGN2TEXT_ORT_THREADS"] = threads
         clear_sessions()
-        lever(f"ORT intra-op threads = {threads}", extractor(pose=False), frames)
+        lever(f"SIGN2TEXT_ORT_THREADS = {threads}", extractor(pose=False), frames)
     os.environ["SIGN2TEXT_ORT_THREADS"] = "2"
     clear_sessions()
+    thread_layouts(networks, frames)
+
+
+def thread_layouts(networks: Path, clips: list[list[np.ndarray]]) -> None:
+    """Ways to spend two threads, timed clip by clip in turn (same load on each)."""
+    layouts = {
+        "one lane, every call on 2 intra-op threads": chains(networks, False, 2, None),
+        "two lanes, every call on 1 thread": chains(networks, True, 1, None),
+        "two lanes, hand calls alone on 2 (default)": chains(networks, True, 1, 2),
+    }
+    timings = {name: Timing() for name in layouts}
+    for stage in layouts.values():
+        warm(stage)
+    for round_ in range(2):
+        for index, frames in enumerate(clips):
+            names = list(layouts)
+            turn = (index + round_) % len(names)
+            for name in names[turn:] + names[:turn]:
+                timings[name].add(layouts[name], frames)
+    first = statistics.median(timings[next(iter(layouts))].wall)
+    print(f"\nthread layouts, {len(clips)} clips x 2 rounds, in turn")
+    print(f"{'layout':<46}{'s/clip':>8}{'CPU s':>7}{'vs first':>10}")
+    for name, timing in timings.items():
+        wall, cpu = timing.per_clip()
+        print(f"{name:<46}{wall:>8.2f}{cpu:>7.2f}{wall / first:>9.2f}x")
+
+
+def chains(
+    networks: Path, parallel: bool, threads: int, solo_threads: int | None
+) -> Stage:
+    """The extractor's hand and face chains with a chosen thread layout."""
+    hands = HandModels.load(networks, threads=threads)
+    solo = HandModels.load(networks, threads=solo_threads) if solo_threads else None
+    face_mesh = FaceMesh.from_dir(networks, threads)
+
+    def stage(frames: Sequence[np.ndarray]) -> None:
+        face = FaceTracker(face_mesh)
+        with Lanes(parallel) as lanes:
+            faces = lanes.offer(lambda: [face.update(frame) for frame in frames])
+            tracker = HandTracker(hands, lanes=lanes, solo_models=solo)
+            for frame in frames:
+                tracker.process(frame)
+            faces.result()
+
+    return stage
 
 
 def lever(label: str, stage: Stage, clips: list[list[np.ndarray]]) -> None:

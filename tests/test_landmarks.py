@@ -20,12 +20,14 @@ from sign2text_core.landmarks import (
     LandmarkExtractor,
 )
 from sign2text_core.landmarks.face import pose_from_mesh
+from sign2text_core.landmarks.runtime import THREADS_ENV
 from sign2text_core.video import read_clip
 from tests.media import make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_NETWORKS = ROOT / "models" / "asl-gislr250" / "mediapipe"
 FACE_CLIP = "happy/signtific__happy"  # one signer facing the camera, face always seen
+TWO_HAND_CLIP = "book/signtific__book"  # Holistic sees both hands in every frame
 LIPS = [61, 291, 0, 17, 13, 14, 78, 308]  # mouth corners and mid-lip points
 
 
@@ -206,6 +208,25 @@ def test_two_threads_at_once_get_what_one_thread_gets(
     np.testing.assert_array_equal(results[0], alone)
     np.testing.assert_array_equal(results[2], alone)
     np.testing.assert_array_equal(results[1], extractor.extract(reversed_frames))
+
+
+@pytest.mark.shared
+def test_one_thread_and_two_lanes_give_the_same_landmarks(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both hands and the face in every frame: the hand look-ups, the palm detector
+    # and the face chain all get the chance to run side by side.
+    frames, _ = shared_frames(shared_dir, TWO_HAND_CLIP, 10)
+    networks = shared_dir / "models" / "mediapipe"
+    results = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv(THREADS_ENV, threads)
+        results.append(LandmarkExtractor(networks, pose=False).extract(frames))
+
+    one_thread, two_lanes = results
+    assert not np.isnan(one_thread[:, LEFT_HAND]).all()
+    assert not np.isnan(one_thread[:, RIGHT_HAND]).all()
+    np.testing.assert_array_equal(two_lanes, one_thread)
 
 
 def test_a_test_pattern_clip_made_here_decodes_and_extracts(

@@ -5,6 +5,12 @@ pipelines over the frames of one clip and returns what MediaPipe Holistic would:
 per frame 543 points (face 0–467, left hand 468–488, pose 489–521, right hand
 522–542), each (x, y) in normalised frame coordinates and z relative, NaN where
 nothing was found.
+
+Threads: ``SIGN2TEXT_ORT_THREADS`` (default: the CPUs, at most 4) is what one
+:meth:`LandmarkExtractor.extract` call may use. With two or more, the clip's face
+chain and hand chain run side by side in two threads (the caller's and one worker),
+each network call on half of them; with one, everything runs in the caller's thread.
+Either way the landmarks are the same.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +27,9 @@ import numpy as np
 from sign2text_core.errors import InvalidParameter
 from sign2text_core.landmarks.face import FaceMesh, FaceTracker, pose_from_mesh
 from sign2text_core.landmarks.hands import HandModels, HandTracker
+from sign2text_core.landmarks.lanes import Lanes
 from sign2text_core.landmarks.pose import PoseModel, PoseTracker
+from sign2text_core.landmarks.runtime import ort_threads
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +73,8 @@ class LandmarkExtractor:
         hand_variant: ``"full"`` or ``"lite"`` palm detector and hand network.
 
     Sessions are created on the first :meth:`extract` and shared by every extractor
-    in the process; one extractor may be used by several threads at once.
+    in the process; one extractor may be used by several threads at once, each call
+    using up to ``SIGN2TEXT_ORT_THREADS`` threads (see the module's docstring).
 
     Raises:
         ValueError: ``hand_variant`` is not ``full`` or ``lite``.
@@ -85,9 +95,7 @@ class LandmarkExtractor:
         self.pose = pose
         self.hand_variant = hand_variant
         self._lock = threading.Lock()
-        self._hands: HandModels | None = None
-        self._face_mesh: FaceMesh | None = None
-        self._pose_model: PoseModel | None = None
+        self._networks: _Networks | None = None
 
     def extract(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Landmarks float32 [T, 543, 3] for consecutive RGB uint8 frames of one clip.
@@ -97,30 +105,31 @@ class LandmarkExtractor:
         Raises:
             InvalidParameter: a frame is not an RGB uint8 image (H×W×3).
             ModelUnavailable: a network file is missing or cannot be loaded.
+            ConfigurationError: ``SIGN2TEXT_ORT_THREADS`` is invalid.
         """
         for frame in frames:
             _check_frame(frame)
-        hand_models, face_mesh, pose_model = self._load()
+        networks = self._load()
         started = time.perf_counter()
 
         landmarks = np.full((len(frames), POINTS, 3), np.nan, np.float32)
-        hands = HandTracker(hand_models)
-        face = FaceTracker(face_mesh) if face_mesh is not None else None
-        pose = PoseTracker(pose_model) if pose_model is not None else None
-        for index, frame in enumerate(frames):
-            found = hands.process(frame)
-            if found.left is not None:
-                landmarks[index, LEFT_HAND] = found.left.landmarks
-            if found.right is not None:
-                landmarks[index, RIGHT_HAND] = found.right.landmarks
-            if face is not None:
-                mesh = face.update(frame)
-                if mesh is not None:
-                    landmarks[index, FACE] = mesh
-            if pose is not None:
-                body = pose.update(frame)
-                if body is not None:
-                    landmarks[index, POSE] = body.landmarks
+        with Lanes(parallel=networks.parallel) as lanes:
+            # The face and pose chain goes to the worker as one piece of work; the
+            # hand chain, the longer one, stays here and offers the worker its
+            # independent calls once the face is done.
+            head = lanes.offer(lambda: self._face_and_pose(networks, frames))
+            hands = HandTracker(
+                networks.hands, lanes=lanes, solo_models=networks.solo_hands
+            )
+            for index, frame in enumerate(frames):
+                found = hands.process(frame)
+                if found.left is not None:
+                    landmarks[index, LEFT_HAND] = found.left.landmarks
+                if found.right is not None:
+                    landmarks[index, RIGHT_HAND] = found.right.landmarks
+            face, pose = head.result()
+        landmarks[:, FACE] = face
+        landmarks[:, POSE] = pose
 
         if self.face and not self.pose:
             slots = [POSE.start + point for point in POSE_FROM_MESH]
@@ -137,20 +146,67 @@ class LandmarkExtractor:
         )
         return landmarks
 
-    def _load(self) -> tuple[HandModels, FaceMesh | None, PoseModel | None]:
+    @staticmethod
+    def _face_and_pose(
+        networks: _Networks, frames: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Face mesh [T, 468, 3] and pose [T, 33, 3] of the frames, NaN if not run."""
+        face = np.full((len(frames), FACE_POINTS, 3), np.nan, np.float32)
+        pose = np.full((len(frames), POSE_POINTS, 3), np.nan, np.float32)
+        face_tracker = FaceTracker(networks.face) if networks.face is not None else None
+        pose_tracker = PoseTracker(networks.pose) if networks.pose is not None else None
+        for index, frame in enumerate(frames):
+            if face_tracker is not None:
+                mesh = face_tracker.update(frame)
+                if mesh is not None:
+                    face[index] = mesh
+            if pose_tracker is not None:
+                body = pose_tracker.update(frame)
+                if body is not None:
+                    pose[index] = body.landmarks
+        return face, pose
+
+    def _load(self) -> _Networks:
         """The networks this extractor needs, created once on first use."""
         with self._lock:
-            if self._hands is None:
-                self._hands = HandModels.load(
-                    self.model_dir,
-                    palm_variant=self.hand_variant,
-                    landmark_variant=self.hand_variant,
-                )
-            if self.face and self._face_mesh is None:
-                self._face_mesh = FaceMesh.from_dir(self.model_dir)
-            if self.pose and self._pose_model is None:
-                self._pose_model = PoseModel.from_dir(self.model_dir)
-            return self._hands, self._face_mesh, self._pose_model
+            if self._networks is None:
+                self._networks = _Networks.load(self)
+            return self._networks
+
+
+@dataclass(frozen=True)
+class _Networks:
+    """One extractor's sessions and how its calls share the thread budget."""
+
+    hands: HandModels
+    solo_hands: HandModels | None
+    face: FaceMesh | None
+    pose: PoseModel | None
+    parallel: bool
+
+    @classmethod
+    def load(cls, extractor: LandmarkExtractor) -> _Networks:
+        budget = ort_threads()
+        # Two lanes, each network call on half the budget; hand calls made while
+        # the other lane idles get the whole budget (the hand network is the one
+        # that gains from more threads). One lane when the budget is one thread.
+        parallel = budget >= 2
+        threads = max(1, budget // 2)
+        folder = extractor.model_dir
+
+        def hand_models(hand_threads: int) -> HandModels:
+            return HandModels.load(
+                folder,
+                palm_variant=extractor.hand_variant,
+                landmark_variant=extractor.hand_variant,
+                threads=hand_threads,
+            )
+
+        hands = hand_models(threads)
+        solo_hands = hand_models(budget) if parallel else None
+        face = FaceMesh.from_dir(folder, threads) if extractor.face else None
+        pose = PoseModel.from_dir(folder, threads) if extractor.pose else None
+        return cls(hands, solo_hands, face, pose, parallel)
 
 
 def _check_frame(frame: np.ndarray) -> None:

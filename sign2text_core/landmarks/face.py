@@ -158,15 +158,17 @@ class FaceMesh:
         self._mesh_input = mesh.get_inputs()[0].name
 
     @classmethod
-    def from_dir(cls, model_dir: Path) -> FaceMesh:
+    def from_dir(cls, model_dir: Path, threads: int | None = None) -> FaceMesh:
         """Networks from ``model_dir`` via the process-wide session cache.
+
+        ``threads`` is each session's intra-op threads (None: ``ort_threads()``).
 
         Raises:
             ModelUnavailable: a network file is missing or cannot be loaded.
         """
-        detector_session = get_session(model_dir / FACE_DETECTION_FILE)
+        detector_session = get_session(model_dir / FACE_DETECTION_FILE, threads=threads)
         detector = Detector(detector_session, FACE_DETECTOR)
-        return cls(detector, get_session(model_dir / FACE_MESH_FILE))
+        return cls(detector, get_session(model_dir / FACE_MESH_FILE, threads=threads))
 
     def detect(self, frame: np.ndarray) -> Region | None:
         """The mesh region of the most confident face in ``frame``, or None.

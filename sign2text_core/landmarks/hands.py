@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from sign2text_core.landmarks.detection import PALM_DETECTOR, Detector
+from sign2text_core.landmarks.detection import PALM_DETECTOR, Detections, Detector
+from sign2text_core.landmarks.lanes import SEQUENTIAL, Lanes, Pending
 from sign2text_core.landmarks.regions import (
     ImageSize,
     Region,
@@ -87,8 +88,11 @@ class HandModels:
         palm_variant: str = "full",
         landmark_variant: str = "full",
         min_detection_score: float = 0.5,
+        threads: int | None = None,
     ) -> HandModels:
         """Load the palm detector and hand landmark network from ``model_dir``.
+
+        ``threads`` is each session's intra-op threads (None: ``ort_threads()``).
 
         Raises:
             ValueError: a variant is not ``full`` or ``lite``.
@@ -98,12 +102,14 @@ class HandModels:
             if variant not in VARIANTS:
                 raise ValueError(f"hand variant {variant!r} is not one of {VARIANTS}")
         folder = Path(model_dir)
-        palm_session = get_session(folder / f"palm_detection_{palm_variant}.onnx")
-        spec = replace(PALM_DETECTOR, min_score=min_detection_score)
-        return cls(
-            detector=Detector(palm_session, spec),
-            landmarker=get_session(folder / f"hand_landmark_{landmark_variant}.onnx"),
+        palm_session = get_session(
+            folder / f"palm_detection_{palm_variant}.onnx", threads=threads
         )
+        landmark_session = get_session(
+            folder / f"hand_landmark_{landmark_variant}.onnx", threads=threads
+        )
+        spec = replace(PALM_DETECTOR, min_score=min_detection_score)
+        return cls(Detector(palm_session, spec), landmark_session)
 
 
 @dataclass(frozen=True)
@@ -217,12 +223,25 @@ class HandTracker:
 
     One tracker per clip: it keeps the previous frame's hands. Not thread-safe; the
     models it uses are, so run one tracker per concurrent clip.
+
+    With ``lanes`` that have a worker, independent network calls of a frame (two
+    hands' look-ups, a look-up and the palm detector) run side by side on ``models``,
+    and calls made while the worker is idle run on ``solo_models`` (sessions with
+    more intra-op threads) when given. The answers are the same either way.
     """
 
-    def __init__(self, models: HandModels, options: HandOptions | None = None) -> None:
+    def __init__(
+        self,
+        models: HandModels,
+        options: HandOptions | None = None,
+        lanes: Lanes = SEQUENTIAL,
+        solo_models: HandModels | None = None,
+    ) -> None:
         self.models = models
         self.options = options or HandOptions()
         self.detections_run = 0
+        self._lanes = lanes
+        self._solo_models = solo_models
         self._tracks: list[_Track] = []
         self._frames_since_detection = 0
 
@@ -231,9 +250,16 @@ class HandTracker:
         height, width = frame.shape[:2]
         size = (width, height)
 
+        # When detection will run whatever the look-ups find, it starts beside them.
+        due = self._detection_due()
+        palms = self._offer_palms(frame) if due else None
         found, missing = self._follow(frame)
-        if self._should_detect(len(found), bool(missing)):
-            found += self._detect_new(frame, [hand for _, hand in found])
+        if due or self._room_for_a_hand(len(found), bool(missing)):
+            if palms is None:
+                palms = self._offer_palms(frame)
+            detections = palms.result()
+            found += self._detect_new(frame, detections, [hand for _, hand in found])
+            self.detections_run += 1
             self._frames_since_detection = 0
         else:
             self._frames_since_detection += 1
@@ -249,32 +275,46 @@ class HandTracker:
         self, frame: np.ndarray
     ) -> tuple[list[tuple[_Track, Hand]], list[_Track]]:
         """Look for each followed hand again: (found, missing)."""
+        looked = self._lanes.map(
+            lambda track: find_hand(self._now(), frame, track.region, self.options),
+            self._tracks,
+        )
         found: list[tuple[_Track, Hand]] = []
         missing: list[_Track] = []
-        for track in self._tracks:
-            hand = find_hand(self.models, frame, track.region, self.options)
+        for track, hand in zip(self._tracks, looked, strict=True):
             if hand is None or self._is_known(hand, [h for _, h in found], frame):
                 missing.append(track)
                 continue
             found.append((track, hand))
         return found, missing
 
-    def _should_detect(self, followed: int, missing: bool) -> bool:
-        if followed >= self.options.max_hands:
+    def _detection_due(self) -> bool:
+        """True when the palm detector runs on this frame whatever is followed."""
+        if len(self._tracks) >= self.options.max_hands:
             return False
-        if followed == 0 or missing:
+        if not self._tracks:
             return True
         return self._frames_since_detection + 1 >= self.options.redetect_interval
 
+    def _room_for_a_hand(self, followed: int, missing: bool) -> bool:
+        """True when a followed hand was just lost, or none is followed."""
+        return followed < self.options.max_hands and (followed == 0 or missing)
+
+    def _offer_palms(self, frame: np.ndarray) -> Pending[Detections]:
+        return self._lanes.offer(lambda: self._now().detector.detect(frame))
+
+    def _now(self) -> HandModels:
+        """The sessions for a call starting now: the wider ones if the worker idles."""
+        if self._solo_models is None or self._lanes.worker_busy():
+            return self.models
+        return self._solo_models
+
     def _detect_new(
-        self, frame: np.ndarray, known: list[Hand]
+        self, frame: np.ndarray, detections: Detections, known: list[Hand]
     ) -> list[tuple[_Track, Hand]]:
-        """Palm detection → landmarks, for hands not among ``known``."""
+        """Hands for the palm ``detections`` that are not among ``known``."""
         height, width = frame.shape[:2]
         size = (width, height)
-        self.detections_run += 1
-
-        detections = self.models.detector.detect(frame)
         tolerance = self.options.same_hand_distance
         hands = list(known)
         found: list[tuple[_Track, Hand]] = []
@@ -287,7 +327,7 @@ class HandTracker:
             ):
                 continue
             region = palm_region(detections.boxes[index], keypoints, size)
-            hand = find_hand(self.models, frame, region, self.options)
+            hand = find_hand(self._now(), frame, region, self.options)
             if hand is None or self._is_known(hand, hands, frame):
                 continue
             hands.append(hand)

@@ -121,14 +121,19 @@ class PoseModel:
         self._input = landmark.get_inputs()[0].name
 
     @classmethod
-    def from_dir(cls, model_dir: Path) -> PoseModel:
+    def from_dir(cls, model_dir: Path, threads: int | None = None) -> PoseModel:
         """Networks from ``model_dir`` via the process-wide session cache.
+
+        ``threads`` is each session's intra-op threads (None: ``ort_threads()``).
 
         Raises:
             ModelUnavailable: a network file is missing or cannot be loaded.
         """
-        detector = Detector(get_session(model_dir / POSE_DETECTION_FILE), POSE_DETECTOR)
-        return cls(detector, get_session(model_dir / POSE_LANDMARK_FILE))
+        detector_session = get_session(model_dir / POSE_DETECTION_FILE, threads=threads)
+        detector = Detector(detector_session, POSE_DETECTOR)
+        return cls(
+            detector, get_session(model_dir / POSE_LANDMARK_FILE, threads=threads)
+        )
 
     def detect(self, frame: np.ndarray) -> Region | None:
         """The landmark region of the most confident body in ``frame``, or None."""

@@ -1,8 +1,10 @@
 """ONNX Runtime sessions for the landmark networks, created once per process.
 
-Every network file gets one ``onnxruntime.InferenceSession``, created on first use and
-shared by every thread afterwards (``InferenceSession.run`` is safe to call
-concurrently). Thread counts come from ``SIGN2TEXT_ORT_THREADS``.
+Every network file gets one ``onnxruntime.InferenceSession`` per intra-op thread
+count, created on first use and shared by every thread afterwards
+(``InferenceSession.run`` is safe to call concurrently). ``SIGN2TEXT_ORT_THREADS`` is
+the number of threads one request may keep busy with ONNX Runtime; the landmark stage
+divides it between its two lanes (see ``sign2text_core.landmarks``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def available_cpus() -> int:
 
 
 def ort_threads() -> int:
-    """Intra-op threads per session: ``SIGN2TEXT_ORT_THREADS`` or the CPUs, capped.
+    """Threads per request: ``SIGN2TEXT_ORT_THREADS`` or the CPUs, capped.
 
     Raises:
         ConfigurationError: the variable is set but is not a positive integer.
