@@ -335,8 +335,7 @@ def _read_file(
 ) -> Clip:
     started = time.perf_counter()
     try:
-        header = _check_header(path, limits)
-        frame_count = _count_frames(path, header, limits)
+        header, frame_count = _probe(path, limits)
         if frame_count == 0:
             raise errors.NoFrames()
         if frame_count == 1 and header.codec in _STILL_IMAGE_CODECS:
@@ -372,9 +371,12 @@ def _read_file(
     return Clip(info=info, frames=frames, frame_index=np.asarray(kept, dtype=np.int64))
 
 
-def _check_header(path: Path, limits: Limits) -> _Header:
-    """Open the clip, read its header and refuse it when the header alone breaks a
-    limit."""
+def _probe(path: Path, limits: Limits) -> tuple[_Header, int]:
+    """Open the clip once to read its header, refuse it when the header alone breaks
+    a limit, and count its frames.
+
+    Returns the header and the number of frames counted.
+    """
     # FFmpeg's stream probing inside the open decodes several frames of an H.264
     # stream at full size (refusing an 8192x8192 clip peaked at 206 MB), so the frame
     # size of an MP4 or QuickTime file is judged from its own boxes first.
@@ -383,13 +385,19 @@ def _check_header(path: Path, limits: Limits) -> _Header:
     for width, height in _mp4_frame_sizes(path):
         _check_frame_size(width, height, limits)
 
+    # One capture serves the header and the count: every open probes the stream
+    # again (8 ms at 1080p, 16 to 24 ms at 2160p).
     with _capture(path) as capture:
         header = _read_header(capture)
+        _check_header(header, limits)
+        frame_count = _count_frames(capture, header, limits)
+    return header, frame_count
 
+
+def _check_header(header: _Header, limits: Limits) -> None:
     _check_frame_size(header.width, header.height, limits)
     if header.frame_count is not None and header.fps is not None:
         _check_duration(header.frame_count / header.fps, limits)
-    return header
 
 
 def _read_header(capture: cv2.VideoCapture) -> _Header:
@@ -591,26 +599,27 @@ def _check_duration(duration_s: float, limits: Limits) -> None:
         )
 
 
-def _count_frames(path: Path, header: _Header, limits: Limits) -> int:
-    """The number of frames in the clip, counted from its packets.
+def _count_frames(capture: cv2.VideoCapture, header: _Header, limits: Limits) -> int:
+    """The number of frames in the clip, counted from the packets of ``capture``,
+    which must not have read a frame yet (the count leaves it at the end).
 
     Headers are often wrong or silent (streamed WebM and Matroska have no count,
     estimated counts drift, truncated MP4s promise frames that are gone), while
-    reading packets without decoding them costs a few milliseconds. The count stops
-    as soon as the clip is known to be too long.
+    reading packets without decoding them costs a few milliseconds (2.5 ms for the
+    300 packets of a 10 s 1080p clip). The count stops as soon as the clip is known
+    to be too long.
     """
     # Without a frame rate the duration is unknown; counting still stops at what the
     # fastest plausible rate would fit in the limit.
     fps = header.fps or _MAX_PLAUSIBLE_FPS
     frame_cap = math.floor(limits.max_duration_s * fps)
 
-    with _capture(path) as capture:
-        undecoded = bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
-        if not undecoded:
-            logger.debug("backend cannot read packets undecoded; counting by decoding")
-        count = 0
-        while count <= frame_cap and capture.grab():
-            count += 1
+    undecoded = bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
+    if not undecoded:
+        logger.debug("backend cannot read packets undecoded; counting by decoding")
+    count = 0
+    while count <= frame_cap and capture.grab():
+        count += 1
 
     if count > frame_cap:
         _check_duration(count / fps, limits)
