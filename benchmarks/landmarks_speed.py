@@ -10,13 +10,18 @@ timed here, in the same run, on the same clips:
 
 each with the face mesh only (``pose=False``, the bundled model's setting) and, with
 ``--pose``, with the pose networks too. Then the levers, one at a time, on a few clips:
-tracking against detecting on every frame, lite hand networks, ORT threads, frame
-size, and each network alone with ORT's graph optimisations on and off.
+tracking against detecting on every frame, lite hand networks, the thread budget,
+frame size; three ways to spend two threads (one lane with two intra-op threads per
+call, two lanes with one, two lanes whose lone hand calls take both), timed clip by
+clip in turn; and each network alone with ORT's graph optimisations on and off.
 
-Other processes on the machine make every figure noisy; compare rows of one run.
+Other processes on the machine make every figure noisy; compare rows of one run and
+read the load average printed at the start and the end.
 
-    SIGN2TEXT_ORT_THREADS=2 .venv/bin/python benchmarks/landmarks_speed.py \
-        [--shared ../shared] [--clips N] [--pose] [--levers]
+    SIGN2TEXT_ORT_THREADS=2 .venv/bin/python benchmarks/landmarks_speed.py --clips 0
+
+(all 68 clips; options: ``[--shared ../shared] [--clips N] [--pose] [--lite]
+[--levers]``, ``--clips N`` takes N clips spread over the set).
 """
 
 from __future__ import annotations
@@ -308,13 +313,14 @@ def main() -> None:
         step = max(1, len(clips) // args.clips)
         clips = clips[::step][: args.clips]
     print(
-        f"ORT intra-op threads: {os.environ['SIGN2TEXT_ORT_THREADS']}, load average "
+        f"SIGN2TEXT_ORT_THREADS={os.environ['SIGN2TEXT_ORT_THREADS']}, load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
     )
     side_by_side(args.shared, clips, args.pose, args.lite)
     if args.levers:
         lever_rows(args.shared, clips[:: max(1, len(clips) // 6)][:6])
         network_rows(args.shared)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 
 from sign2text_core.errors import InvalidParameter
 from sign2text_core.landmarks.face import FaceMesh, FaceTracker, pose_from_mesh
-from sign2text_core.landmarks.hands import HandModels, HandTracker
+from sign2text_core.landmarks.hands import HandModels, track_hands
 from sign2text_core.landmarks.lanes import Lanes
 from sign2text_core.landmarks.pose import PoseModel, PoseTracker
 from sign2text_core.landmarks.runtime import ort_threads
@@ -112,24 +112,21 @@ class LandmarkExtractor:
         networks = self._load()
         started = time.perf_counter()
 
-        landmarks = np.full((len(frames), POINTS, 3), np.nan, np.float32)
         with Lanes(parallel=networks.parallel) as lanes:
-            # The face and pose chain goes to the worker as one piece of work; the
+            # The face (and pose) chain goes to the worker as one piece of work; the
             # hand chain, the longer one, stays here and offers the worker its
             # independent calls once the face is done.
-            head = lanes.offer(lambda: self._face_and_pose(networks, frames))
-            hands = HandTracker(
-                networks.hands, lanes=lanes, solo_models=networks.solo_hands
+            face_and_pose = lanes.offer(lambda: self._face_and_pose(networks, frames))
+            left, right = track_hands(
+                frames, networks.hands, lanes=lanes, solo_models=networks.solo_hands
             )
-            for index, frame in enumerate(frames):
-                found = hands.process(frame)
-                if found.left is not None:
-                    landmarks[index, LEFT_HAND] = found.left.landmarks
-                if found.right is not None:
-                    landmarks[index, RIGHT_HAND] = found.right.landmarks
-            face, pose = head.result()
+            face, pose = face_and_pose.result()
+
+        landmarks = np.empty((len(frames), POINTS, 3), np.float32)
         landmarks[:, FACE] = face
+        landmarks[:, LEFT_HAND] = left
         landmarks[:, POSE] = pose
+        landmarks[:, RIGHT_HAND] = right
 
         if self.face and not self.pose:
             slots = [POSE.start + point for point in POSE_FROM_MESH]
@@ -141,7 +138,6 @@ class LandmarkExtractor:
                 "frames": len(frames),
                 "landmark_ms": round((time.perf_counter() - started) * 1000, 1),
                 "frames_with_face": int(np.sum(~np.isnan(landmarks[:, 0, 0]))),
-                "palm_detections": hands.detections_run,
             },
         )
         return landmarks

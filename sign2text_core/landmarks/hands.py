@@ -385,13 +385,17 @@ def track_hands(
     frames: Sequence[np.ndarray],
     models: HandModels,
     options: HandOptions | None = None,
+    *,
+    lanes: Lanes = SEQUENTIAL,
+    solo_models: HandModels | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Left and right hand landmarks of the signer over a clip's frames.
 
     Returns two float32 arrays [T, 21, 3] in normalised frame coordinates, NaN on
-    frames where that hand was not found.
+    frames where that hand was not found. ``lanes`` and ``solo_models`` are
+    :class:`HandTracker`'s.
     """
-    tracker = HandTracker(models, options)
+    tracker = HandTracker(models, options, lanes, solo_models)
     left = np.full((len(frames), HAND_POINTS, 3), np.nan, np.float32)
     right = np.full((len(frames), HAND_POINTS, 3), np.nan, np.float32)
     for index, frame in enumerate(frames):
