@@ -1,7 +1,8 @@
 """Time and peak memory of video intake against the naive order of work.
 
 For each clip, two measurements, each in a fresh Python process so its peak resident
-memory (VmHWM) belongs to that run alone:
+memory (VmHWM, imports included) belongs to that run alone, each taken ``--repeat``
+times (default 3; the table shows the best wall time and the highest peak):
 
 - stage: ``read_clip(clip, max_frames=64, max_side=640)`` from ``sign2text_core.video``
   (64 frames is what the sign model reads; 640 px is plenty for the palm and face
@@ -18,11 +19,43 @@ made once with ffmpeg's moving
 test pattern (H.264; "veryfast" preset, "ultrafast" for 2160p to keep generation short)
 and cached in ``--cache`` (default: ``$TMPDIR/sign2text-benchmark-clips``), plus every
 clip in ``../shared/clips`` when that folder exists. The stage runs with raised limits,
-since the default 20 s limit would refuse the 30 s clip. Last, what refusing an
+since the default 20 s limit would refuse the 30 s clip. Then what refusing an
 8192x8192 clip (two frames) under the default limits costs: it is refused from its
 MP4 boxes, before FFmpeg decodes anything.
 
-    .venv/bin/python benchmarks/video_intake.py [--no-shared] [--naive-cap-gb 8]
+Last, OpenCV's floors, the least any stage reading clips through OpenCV can reach:
+decode every frame (later frames are built from earlier ones) and retrieve the 64
+sampled ones into one reused buffer, converting and keeping nothing. Its time on the
+1080p clip bounds the time ratio (naive / floor); its peak above the imports on the
+720p 3 s and 2160p 30 s clips bounds how flat the stage's peak can be, in BGR (what
+colour needs) and with only the luma plane (all OpenCV hands over of YUV video
+without converting it).
+
+On this 2-CPU machine, shared with another job (times noisy; 2026-12-03 20:27 UTC):
+
+    | clip      | stage s | stage MB | naive s | naive MB | time  | memory |
+    | 720p-3s   | 0.44    | 117      | 0.90    | 1552     | 2.1x  | 13.3x  |
+    | 1080p-10s | 1.95    | 141      | 5.62    | 8406     | 2.9x  | 59.7x  |
+    | 2160p-3s  | 2.04    | 181      | skipped (est. 9.0 GB)                |
+    | 2160p-30s | 10.61   | 182      | skipped (est. 89.6 GB)               |
+
+- Peak under the 300 MB target for every clip: largest 182 MB.
+- Flat in length: 2160p 30 s peaks +0 MB above 2160p 3 s. Against 720p 3 s it is
+  +65 MB, over the 50 MB target; OpenCV's floor grows by +63 MB in BGR (+40 MB luma
+  only), so no stage through OpenCV gets under 50 MB in colour. At 2160p the
+  decoder holds three frames (36 MB) and OpenCV converts each retrieved frame to a
+  full-size BGR buffer (24 MB) that Python receives as a copy (24 MB more).
+- 1080p 10 s, memory: 60x less than naive (target 10x).
+- 1080p 10 s, time (target 10x): from 2.9x to 11.3x in today's runs, because the
+  naive's time is mostly the kernel zeroing 8.4 GB of fresh pages (user 2.8 s in
+  every run, system 4.0 to 11.8 s, wall 5.6 to 15.4 s). The floor took 0.92 s at
+  best (1.56 s in the run above), the stage 0.3 to 0.4 s more (shrinking 64 frames
+  with INTER_AREA and turning them to RGB): against a 5.6 s naive even the floor is
+  only 6x faster, so 10x cannot be promised by any stage that decodes through
+  OpenCV.
+
+    .venv/bin/python benchmarks/video_intake.py [--no-shared] [--repeat 3]
+        [--naive-cap-gb 8]
 """
 
 from __future__ import annotations
@@ -87,29 +120,115 @@ def main() -> int:
     print(
         f"python + imports alone: {run_child('none', clips[0])['peak_rss_mb']:.0f} MB"
     )
+    print(
+        f"each figure: best wall time and highest peak of {arguments.repeat} runs, "
+        "each in a fresh process"
+    )
     print()
     print(
         "| clip | size | frames | MB | stage s | stage peak RSS MB "
         "| naive s | naive peak RSS MB | time ratio | memory ratio |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    stage_peaks: dict[str, float] = {}
+    figures: dict[str, ClipFigures] = {}
     for clip in clips:
-        row, stage_peaks[clip_label(clip)] = table_row(clip, arguments.naive_cap_gb)
-        print(row, flush=True)
+        figures[clip_label(clip)] = measure_clip(
+            clip, arguments.naive_cap_gb, arguments.repeat
+        )
+        print(figures[clip_label(clip)].row(), flush=True)
 
     oversized = synthetic_clip(OVERSIZED, arguments.cache)
-    refusal = run_child("refuse", oversized)
+    refusal = run_child("refuse", oversized, arguments.repeat)
     print()
     print(
         f"refusing {OVERSIZED.width}x{OVERSIZED.height} H.264 (frame_too_large): "
         f"{refusal['wall_s']:.2f} s, peak RSS {refusal['peak_rss_mb']:.0f} MB"
     )
+    stage_peaks = {label: clip.stage["peak_rss_mb"] for label, clip in figures.items()}
     print(f"largest stage peak RSS: {max(stage_peaks.values()):.0f} MB")
     for longer, shorter in (("2160p-30s", "720p-3s"), ("2160p-30s", "2160p-3s")):
         growth = stage_peaks[longer] - stage_peaks[shorter]
         print(f"stage peak RSS, {longer} minus {shorter}: {growth:+.0f} MB")
+
+    print()
+    print_time_floor(figures["1080p-10s"], arguments.repeat)
+    print_memory_floor(arguments.cache)
     return 0
+
+
+@dataclass(frozen=True)
+class ClipFigures:
+    """The stage's and the naive run's figures for one clip (naive None: skipped)."""
+
+    clip: Path
+    frame_count: int
+    width: int
+    height: int
+    stage: dict[str, float]
+    naive: dict[str, float] | None
+    naive_gb: float
+
+    def row(self) -> str:
+        """One markdown row of the table."""
+        if self.naive is None:
+            naive_cells = [f"skipped (est. {self.naive_gb:.1f} GB)", "", "", ""]
+        else:
+            naive_cells = [
+                f"{self.naive['wall_s']:.2f}",
+                f"{self.naive['peak_rss_mb']:.0f}",
+                f"{self.naive['wall_s'] / self.stage['wall_s']:.1f}x",
+                f"{self.naive['peak_rss_mb'] / self.stage['peak_rss_mb']:.1f}x",
+            ]
+        cells = [
+            clip_label(self.clip),
+            f"{self.width}x{self.height}",
+            str(self.frame_count),
+            f"{self.clip.stat().st_size / 1e6:.1f}",
+            f"{self.stage['wall_s']:.2f}",
+            f"{self.stage['peak_rss_mb']:.0f}",
+            *naive_cells,
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+
+def print_time_floor(figures: ClipFigures, repeat: int) -> None:
+    """How far the stage is from the least time any stage decoding through OpenCV
+    can take: every frame must be decoded (later frames depend on earlier ones)
+    and every kept one retrieved at full size in BGR."""
+    floor = run_child("floor", figures.clip, repeat)["wall_s"]
+    stage = figures.stage["wall_s"]
+    print(
+        f"{clip_label(figures.clip)}: OpenCV's floor (decode every frame, retrieve "
+        f"the {STAGE_MAX_FRAMES} sampled ones, convert nothing) {floor:.2f} s; "
+        f"the stage {stage:.2f} s ({stage - floor:+.2f} s to shrink them and "
+        "turn them to RGB)"
+    )
+    if figures.naive is not None:
+        naive = figures.naive["wall_s"]
+        print(
+            f"naive / stage: {naive / stage:.1f}x; naive / floor: "
+            f"{naive / floor:.1f}x (the most any stage through OpenCV could reach)"
+        )
+
+
+def print_memory_floor(cache: Path) -> None:
+    """What OpenCV alone needs, above the imports, to walk the 2160p 30 s clip
+    against the 720p 3 s one: the least any stage reading clips through it can grow
+    by from one to the other."""
+    print(
+        "OpenCV's floor (decode every frame, retrieve the sampled ones into one "
+        "reused buffer, keep nothing), peak RSS above the imports:"
+    )
+    for kind, what in (("floor", "in BGR"), ("floor-luma", "luma plane only")):
+        peaks = {}
+        for name in ("720p-3s", "2160p-30s"):
+            spec = next(spec for spec in SYNTHETIC if spec.name == name)
+            peaks[name] = run_child(kind, synthetic_clip(spec, cache))["peak_rss_mb"]
+        growth = peaks["2160p-30s"] - peaks["720p-3s"]
+        print(
+            f"  {what}: 720p-3s {peaks['720p-3s']:.0f} MB, "
+            f"2160p-30s {peaks['2160p-30s']:.0f} MB, difference {growth:+.0f} MB"
+        )
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -118,9 +237,18 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=default_cache)
     parser.add_argument("--naive-cap-gb", type=float, default=8.0)
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per figure, each in a fresh process (best time, highest peak)",
+    )
+    parser.add_argument(
         "--no-shared", dest="shared", action="store_false", help="skip ../shared/clips"
     )
-    parser.add_argument("--measure", choices=("stage", "naive", "refuse", "none"))
+    parser.add_argument(
+        "--measure",
+        choices=("stage", "naive", "refuse", "floor", "floor-luma", "none"),
+    )
     parser.add_argument("--clip", help="with --measure: the clip to read")
     return parser.parse_args()
 
@@ -160,34 +288,14 @@ def make_synthetic(spec: SyntheticClip, path: Path) -> None:
     partial.rename(path)
 
 
-def table_row(clip: Path, naive_cap_gb: float) -> tuple[str, float]:
-    """One markdown row of measurements, and the stage's peak RSS in MB."""
+def measure_clip(clip: Path, naive_cap_gb: float, repeat: int) -> ClipFigures:
     frame_count, width, height = clip_facts(clip)
-    stage = run_child("stage", clip)
+    stage = run_child("stage", clip, repeat)
 
     naive_gb = frame_count * width * height * 3 * 4 / 1e9
     allowed_gb = min(naive_cap_gb, available_gb() / 2)
-    if naive_gb > allowed_gb:
-        naive_cells = [f"skipped (est. {naive_gb:.1f} GB)", "", "", ""]
-    else:
-        naive = run_child("naive", clip)
-        naive_cells = [
-            f"{naive['wall_s']:.2f}",
-            f"{naive['peak_rss_mb']:.0f}",
-            f"{naive['wall_s'] / stage['wall_s']:.1f}x",
-            f"{naive['peak_rss_mb'] / stage['peak_rss_mb']:.1f}x",
-        ]
-
-    cells = [
-        clip_label(clip),
-        f"{width}x{height}",
-        str(frame_count),
-        f"{clip.stat().st_size / 1e6:.1f}",
-        f"{stage['wall_s']:.2f}",
-        f"{stage['peak_rss_mb']:.0f}",
-        *naive_cells,
-    ]
-    return "| " + " | ".join(cells) + " |", stage["peak_rss_mb"]
+    naive = None if naive_gb > allowed_gb else run_child("naive", clip, repeat)
+    return ClipFigures(clip, frame_count, width, height, stage, naive, naive_gb)
 
 
 def clip_label(clip: Path) -> str:
@@ -215,13 +323,20 @@ def available_gb() -> float:
     return math.inf
 
 
-def run_child(kind: str, clip: Path) -> dict[str, float]:
+def run_child(kind: str, clip: Path, repeat: int = 1) -> dict[str, float]:
+    """The best wall time and the highest peak RSS of ``repeat`` runs of one
+    measurement, each in a fresh process."""
     command = [sys.executable, __file__, "--measure", kind, "--clip", str(clip)]
-    finished = subprocess.run(
-        command, check=True, capture_output=True, text=True, cwd=ROOT
-    )
-    result: dict[str, float] = json.loads(finished.stdout.strip().splitlines()[-1])
-    return result
+    runs = []
+    for _ in range(max(1, repeat)):
+        finished = subprocess.run(
+            command, check=True, capture_output=True, text=True, cwd=ROOT
+        )
+        runs.append(json.loads(finished.stdout.strip().splitlines()[-1]))
+    return {
+        "wall_s": min(run["wall_s"] for run in runs),
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+    }
 
 
 def measure(kind: str, clip: Path) -> int:
@@ -229,6 +344,7 @@ def measure(kind: str, clip: Path) -> int:
     sys.path.insert(0, str(ROOT))
     from sign2text_core.video import Limits, read_clip
 
+    imported_mb = peak_rss_mb()
     started = time.perf_counter()
     if kind == "stage":
         raised = Limits(
@@ -241,9 +357,16 @@ def measure(kind: str, clip: Path) -> int:
         read_naively(clip)
     elif kind == "refuse":
         refuse(clip)
+    elif kind.startswith("floor"):
+        walk(clip, colour=kind == "floor")
     wall_s = time.perf_counter() - started
+    if kind.startswith("floor"):
+        return print_measurement(wall_s, peak_rss_mb() - imported_mb)
+    return print_measurement(wall_s, peak_rss_mb())
 
-    print(json.dumps({"wall_s": wall_s, "peak_rss_mb": peak_rss_mb()}))
+
+def print_measurement(wall_s: float, peak_mb: float) -> int:
+    print(json.dumps({"wall_s": wall_s, "peak_rss_mb": peak_mb}))
     return 0
 
 
@@ -256,6 +379,30 @@ def refuse(clip: Path) -> None:
     except FrameTooLarge:
         return
     raise SystemExit(f"{clip} was not refused as too large")
+
+
+def walk(clip: Path, *, colour: bool) -> None:
+    """Decode every frame as the stage does (one thread above 1080p, no automatic
+    rotation) and retrieve the sampled ones into one reused buffer, keeping none:
+    in BGR when ``colour``, else only the luma plane (OpenCV hands over no more of
+    YUV video with CAP_PROP_CONVERT_RGB off)."""
+    from sign2text_core.video import sample_indices
+
+    frame_count, width, height = clip_facts(clip)
+    threads = 1 if width * height > 1920 * 1080 else 0
+    parameters = [cv2.CAP_PROP_N_THREADS, threads]
+    if not colour:
+        parameters += [cv2.CAP_PROP_CONVERT_RGB, 0]
+    capture = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG, parameters)
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+    wanted = set(sample_indices(frame_count, STAGE_MAX_FRAMES).tolist())
+    buffer = None
+    position = 0
+    while capture.grab():
+        if position in wanted:
+            _, buffer = capture.retrieve(buffer)
+        position += 1
+    capture.release()
 
 
 def read_naively(clip: Path) -> np.ndarray:
