@@ -48,11 +48,11 @@ On this 2-CPU machine, shared with another job (times noisy; 2026-12-03 20:27 UT
 - 1080p 10 s, memory: 60x less than naive (target 10x).
 - 1080p 10 s, time (target 10x): from 2.9x to 11.3x in today's runs, because the
   naive's time is mostly the kernel zeroing 8.4 GB of fresh pages (user 2.8 s in
-  every run, system 4.0 to 11.8 s, wall 5.6 to 15.4 s). The floor took 0.92 s at
-  best (1.56 s in the run above), the stage 0.3 to 0.4 s more (shrinking 64 frames
-  with INTER_AREA and turning them to RGB): against a 5.6 s naive even the floor is
-  only 6x faster, so 10x cannot be promised by any stage that decodes through
-  OpenCV.
+  both runs timed with /usr/bin/time, system 4.0 and 11.8 s; wall 5.6 to 15.4 s
+  over the day). The floor took 0.92 s at best (1.56 s in the run above), the stage
+  0.3 to 0.4 s more (shrinking 64 frames with INTER_AREA and turning them to RGB):
+  against a 5.6 s naive even the floor is only 6x faster, so 10x cannot be promised
+  by any stage that decodes through OpenCV.
 
     .venv/bin/python benchmarks/video_intake.py [--no-shared] [--repeat 3]
         [--naive-cap-gb 8]
