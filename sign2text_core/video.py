@@ -12,9 +12,11 @@ Limits refuse what a small function cannot afford, as early as possible: the byt
 before the file is written or opened, the frame size and duration from the container's
 header before any frame is decoded.
 
-Importing this module quietens OpenCV's and FFmpeg's own console logging (every broken
-upload would otherwise print several lines of native noise) unless the operator set
-``OPENCV_LOG_LEVEL`` or ``OPENCV_FFMPEG_LOGLEVEL``; failures are reported as errors from
+Clips are read with FFmpeg through PyAV rather than OpenCV's capture: OpenCV hands
+each frame over as a full-size BGR image (two copies of it, 48 MB at 2160p), cannot
+shrink while converting and cannot tell its decoder to skip frames; PyAV can do all
+three (see :func:`_decode_indices` and :func:`_convert`). PyAV leaves FFmpeg's console
+logging off, so a broken upload prints nothing; failures are reported as errors from
 :mod:`sign2text_core.errors` instead.
 """
 
@@ -28,10 +30,11 @@ import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import av
 import cv2
 import numpy as np
 
@@ -61,44 +64,14 @@ _MAX_PLAUSIBLE_FRAMES: Final = 2**31
 _MAX_PLAUSIBLE_FPS: Final = 1000.0
 
 # Above this many pixels a frame is decoded on one thread. FFmpeg's frame threading
-# keeps a frame in flight per thread, so at 2160p each extra thread cost about 25 MB of
-# peak memory; at 1080p and below frames are small and the threads are worth their
-# speed.
+# keeps a frame in flight per thread, so at 2160p each extra thread costs a 12 MB frame
+# or more of peak memory; at 1080p and below frames are small and the threads are
+# worth their speed.
 _MAX_THREADED_PIXELS: Final = 1920 * 1080
 
 # Codecs FFmpeg also uses for single pictures: a "clip" of one such frame is a photo
 # (a PNG or JPEG renamed .mp4, a one-frame GIF), not a signed word.
 _STILL_IMAGE_CODECS: Final = frozenset({"png", "mjpeg", "gif", "webp", "bmp", "tiff"})
-
-# Four-character codes OpenCV reports, mapped to the codec names people know.
-_CODEC_NAMES: Final = {
-    "avc1": "h264",
-    "h264": "h264",
-    "x264": "h264",
-    "hevc": "hevc",
-    "hev1": "hevc",
-    "hvc1": "hevc",
-    "h265": "hevc",
-    "vp80": "vp8",
-    "vp90": "vp9",
-    "av01": "av1",
-    "mjpg": "mjpeg",
-    "mpng": "png",
-    "mp4v": "mpeg4",
-    "fmp4": "mpeg4",
-    "xvid": "mpeg4",
-    "divx": "mpeg4",
-}
-
-
-def _quieten_native_logs() -> None:
-    # FFmpeg reads its level once, when OpenCV first opens a capture.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    if "OPENCV_LOG_LEVEL" not in os.environ:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-_quieten_native_logs()
 
 
 @dataclass(frozen=True)
@@ -319,15 +292,36 @@ def _checked_size(source: VideoSource, limits: Limits) -> int:
 
 @dataclass(frozen=True)
 class _Header:
-    """Facts read from the container when the clip is opened, before decoding."""
+    """Facts read from the container when the clip is opened, before decoding.
+    ``width`` and ``height`` are those of the frames as stored."""
 
     frame_count: int | None
     fps: float | None
     width: int
     height: int
     codec: str
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """The clip's frames as counted from its packets, without decoding.
+
+    ``positions`` maps each packet's timestamp to the position of its frame in the
+    clip (packets come in decoding order, frames leave the decoder in presentation
+    order); it is None when the timestamps are missing or repeated, and then frames
+    are numbered in the order they are decoded.
+    """
+
+    frame_count: int
+    positions: dict[int, int] | None
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    frames: list[Frame]
+    kept: list[int]
+    frame_count: int
     rotation: int
-    rotated_by_backend: bool
 
 
 def _read_file(
@@ -335,48 +329,45 @@ def _read_file(
 ) -> Clip:
     started = time.perf_counter()
     try:
-        header, frame_count = _probe(path, limits)
-        if frame_count == 0:
+        header, timeline = _probe(path, limits)
+        if timeline.frame_count == 0:
             raise errors.NoFrames()
-        if frame_count == 1 and header.codec in _STILL_IMAGE_CODECS:
+        if timeline.frame_count == 1 and header.codec in _STILL_IMAGE_CODECS:
             raise errors.NotAVideo(
                 f"The upload is a still image ({header.codec}), not a video.",
                 codec=header.codec,
             )
-        convert = _frame_converter(header, max_side)
-        threads = _decoder_threads(header)
-        frames, kept, frame_count = _decode_evenly(
-            path, frame_count, max_frames, convert, threads
-        )
-    except cv2.error as exc:
-        raise errors.NotAVideo(f"OpenCV could not read the video: {exc.err}") from exc
+        decoded = _decode_evenly(path, header, timeline, max_frames, max_side)
+    except av.FFmpegError as exc:
+        raise errors.NotAVideo(f"FFmpeg could not read the video: {exc}") from exc
 
     fps = header.fps or 0.0
+    width, height = header.width, header.height
+    if decoded.rotation in (90, 270):
+        width, height = height, width
     info = ClipInfo(
-        frame_count=frame_count,
+        frame_count=decoded.frame_count,
         fps=fps,
-        duration_s=frame_count / fps if fps else 0.0,
-        width=header.width,
-        height=header.height,
+        duration_s=decoded.frame_count / fps if fps else 0.0,
+        width=width,
+        height=height,
         codec=header.codec,
-        rotation=header.rotation,
+        rotation=decoded.rotation,
         size_bytes=size_bytes,
     )
     logger.debug(
         "clip read: %s, kept %d frames in %.0f ms",
         info.to_dict(),
-        len(frames),
+        len(decoded.frames),
         (time.perf_counter() - started) * 1000,
     )
-    return Clip(info=info, frames=frames, frame_index=np.asarray(kept, dtype=np.int64))
+    kept = np.asarray(decoded.kept, dtype=np.int64)
+    return Clip(info=info, frames=decoded.frames, frame_index=kept)
 
 
-def _probe(path: Path, limits: Limits) -> tuple[_Header, int]:
+def _probe(path: Path, limits: Limits) -> tuple[_Header, _Timeline]:
     """Open the clip once to read its header, refuse it when the header alone breaks
-    a limit, and count its frames.
-
-    Returns the header and the number of frames counted.
-    """
+    a limit, and count its frames."""
     # FFmpeg's stream probing inside the open decodes several frames of an H.264
     # stream at full size (refusing an 8192x8192 clip peaked at 206 MB), so the frame
     # size of an MP4 or QuickTime file is judged from its own boxes first.
@@ -385,13 +376,11 @@ def _probe(path: Path, limits: Limits) -> tuple[_Header, int]:
     for width, height in _mp4_frame_sizes(path):
         _check_frame_size(width, height, limits)
 
-    # One capture serves the header and the count: every open probes the stream
-    # again (8 ms at 1080p, 16 to 24 ms at 2160p).
-    with _capture(path) as capture:
-        header = _read_header(capture)
+    with _open_video(path) as (container, stream):
+        header = _read_header(stream)
         _check_header(header, limits)
-        frame_count = _count_frames(capture, header, limits)
-    return header, frame_count
+        timeline = _count_frames(container, stream, header, limits)
+    return header, timeline
 
 
 def _check_header(header: _Header, limits: Limits) -> None:
@@ -400,40 +389,26 @@ def _check_header(header: _Header, limits: Limits) -> None:
         _check_duration(header.frame_count / header.fps, limits)
 
 
-def _read_header(capture: cv2.VideoCapture) -> _Header:
-    rotation = _rotation(capture)
-    rotated_by_backend = rotation == 0 or _backend_rotates(capture)
-    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    if width < 1 or height < 1:
+def _read_header(stream: av.video.stream.VideoStream) -> _Header:
+    context = stream.codec_context
+    if context.width < 1 or context.height < 1:
         raise errors.NotAVideo("The video's frames have no size.")
-    # The backend reports the upright size only when it turns the frames itself.
-    if not rotated_by_backend and rotation in (90, 270):
-        width, height = height, width
-
+    # The average rate (frames over duration) is what a clip of variable rate, as
+    # phones record, really holds; FFmpeg's guess from the container and codec
+    # (ffprobe's r_frame_rate) took the 100 fps timestamp grid of such a clip for its
+    # rate. A stream of no known duration (an H.264 elementary stream) has no real
+    # average (FFmpeg assumes 25 fps), and there the codec's own timing is better.
+    if stream.duration:
+        rate = stream.average_rate or stream.guessed_rate
+    else:
+        rate = stream.guessed_rate or stream.average_rate
     return _Header(
-        frame_count=_plausible_count(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-        fps=_plausible_fps(capture.get(cv2.CAP_PROP_FPS)),
-        width=width,
-        height=height,
-        codec=_codec_name(capture.get(cv2.CAP_PROP_FOURCC)),
-        rotation=rotation,
-        rotated_by_backend=rotated_by_backend,
+        frame_count=_plausible_count(stream.frames),
+        fps=_plausible_fps(float(rate) if rate else math.nan),
+        width=context.width,
+        height=context.height,
+        codec=context.codec.canonical_name,
     )
-
-
-def _rotation(capture: cv2.VideoCapture) -> int:
-    """The clockwise quarter turn that makes the stored frames upright, from the
-    container's display matrix."""
-    degrees = capture.get(cv2.CAP_PROP_ORIENTATION_META)
-    if not math.isfinite(degrees):
-        return 0
-    # Display matrices may hold any angle; only quarter turns make sense for frames.
-    return (round(degrees / 90) * 90) % 360
-
-
-def _backend_rotates(capture: cv2.VideoCapture) -> bool:
-    return bool(capture.get(cv2.CAP_PROP_ORIENTATION_AUTO))
 
 
 def _plausible_count(value: float) -> int | None:
@@ -446,15 +421,6 @@ def _plausible_fps(value: float) -> float | None:
     if not math.isfinite(value) or not 0 < value <= _MAX_PLAUSIBLE_FPS:
         return None
     return float(value)
-
-
-def _codec_name(fourcc: float) -> str:
-    code = int(fourcc) if math.isfinite(fourcc) else 0
-    characters = "".join(chr((code >> shift) & 0xFF) for shift in (0, 8, 16, 24))
-    tag = characters.strip("\0 ").lower()
-    if not tag.isprintable() or not tag:
-        return "unknown"
-    return _CODEC_NAMES.get(tag, tag)
 
 
 def _check_frame_size(width: int, height: int, limits: Limits) -> None:
@@ -599,36 +565,51 @@ def _check_duration(duration_s: float, limits: Limits) -> None:
         )
 
 
-def _count_frames(capture: cv2.VideoCapture, header: _Header, limits: Limits) -> int:
-    """The number of frames in the clip, counted from the packets of ``capture``,
-    which must not have read a frame yet (the count leaves it at the end).
+def _count_frames(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    header: _Header,
+    limits: Limits,
+) -> _Timeline:
+    """The clip's frames, counted from the packets of ``stream`` without decoding
+    them (3 ms for the 300 packets of a 10 s 1080p clip).
 
     Headers are often wrong or silent (streamed WebM and Matroska have no count,
-    estimated counts drift, truncated MP4s promise frames that are gone), while
-    reading packets without decoding them costs a few milliseconds (2.5 ms for the
-    300 packets of a 10 s 1080p clip). The count stops as soon as the clip is known
-    to be too long.
+    estimated counts drift, truncated MP4s promise frames that are gone), so the
+    packets are always counted. The count stops as soon as the clip is known to be
+    too long; without a frame rate the duration is unknown, and counting stops at
+    what the fastest plausible rate would fit in the limit.
     """
-    # An MP4's index also promises a count, but a promise the file does not keep (a
-    # truncated upload) would cost a second decoding pass, while counting costs
-    # 2.5 ms at 1080p and 60 ms for the 900 packets of a 30 s 2160p clip.
-    # Without a frame rate the duration is unknown; counting still stops at what the
-    # fastest plausible rate would fit in the limit.
     fps = header.fps or _MAX_PLAUSIBLE_FPS
     frame_cap = math.floor(limits.max_duration_s * fps)
 
-    undecoded = bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
-    if not undecoded:
-        logger.debug("backend cannot read packets undecoded; counting by decoding")
+    stamps: list[int] | None = []
     count = 0
-    while count <= frame_cap and capture.grab():
-        count += 1
+    try:
+        for packet in container.demux(stream):
+            # The demuxer ends with an empty packet; packets flagged for discarding
+            # (cut by an edit list) never leave the decoder as frames.
+            if packet.size == 0 or packet.is_discard:
+                continue
+            count += 1
+            if packet.pts is None:
+                stamps = None
+            elif stamps is not None:
+                stamps.append(packet.pts)
+            if count > frame_cap:
+                break
+    except av.FFmpegError as exc:  # a damaged or truncated file ends here
+        logger.info("packets stop after %d: %s", count, exc)
 
     if count > frame_cap:
         _check_duration(count / fps, limits)
     if header.frame_count is not None and count != header.frame_count:
         logger.info("container promised %d frames, found %d", header.frame_count, count)
-    return count
+
+    positions = None
+    if stamps is not None and len(set(stamps)) == len(stamps):
+        positions = {stamp: index for index, stamp in enumerate(sorted(stamps))}
+    return _Timeline(frame_count=count, positions=positions)
 
 
 def _decoder_threads(header: _Header) -> int:
@@ -641,91 +622,143 @@ def _decoder_threads(header: _Header) -> int:
 
 def _decode_evenly(
     path: Path,
-    frame_count: int,
+    header: _Header,
+    timeline: _Timeline,
     max_frames: int,
-    convert: Callable[[np.ndarray], Frame],
-    threads: int,
-) -> tuple[list[Frame], list[int], int]:
-    """Decode up to ``max_frames`` frames spread evenly over ``frame_count``.
+    max_side: int | None,
+) -> _Decoded:
+    """Decode up to ``max_frames`` frames spread evenly over the clip.
 
-    Returns the converted frames, their indices and the clip's frame count. When the
-    stream ends early (a truncated file) and too few frames were kept, the frames that
-    did decode are sampled again, once.
+    When the stream ends early (a truncated file) and too few frames were kept, the
+    frames that did decode are sampled again, once.
     """
+    frame_count = timeline.frame_count
     indices = sample_indices(frame_count, max_frames)
-    frames, kept, reached = _decode_indices(path, indices, convert, threads)
-    if reached <= indices[-1]:
-        decoded = reached
-        logger.info("only %d of %d frames could be decoded", decoded, frame_count)
-        frame_count = decoded
-        if decoded > 0 and len(frames) < min(decoded, max_frames):
-            frames.clear()
-            indices = sample_indices(decoded, max_frames)
-            frames, kept, _ = _decode_indices(path, indices, convert, threads)
+    decoded = _decode_indices(path, header, timeline, indices, max_side)
+    if decoded.frame_count > indices[-1]:
+        # The walk stops at the last wanted frame: the count covers the rest.
+        decoded = replace(decoded, frame_count=frame_count)
+    else:
+        reached = decoded.frame_count
+        logger.info("only %d of %d frames could be decoded", reached, frame_count)
+        if reached > 0 and len(decoded.frames) < min(reached, max_frames):
+            indices = sample_indices(reached, max_frames)
+            decoded = _decode_indices(path, header, timeline, indices, max_side)
+        decoded = replace(decoded, frame_count=reached)
 
-    if not frames:
+    if not decoded.frames:
         raise errors.NoFrames()
-    return frames, kept, frame_count
+    return decoded
 
 
 def _decode_indices(
     path: Path,
+    header: _Header,
+    timeline: _Timeline,
     indices: np.ndarray,
-    convert: Callable[[np.ndarray], Frame],
-    threads: int,
-) -> tuple[list[Frame], list[int], int]:
-    """Walk the stream once up to the last wanted index, converting only the wanted
+    max_side: int | None,
+) -> _Decoded:
+    """Walk the stream once, up to the last wanted frame, converting only the wanted
     frames. Seeking is not used: for inter-coded video it decodes from the previous
     key frame on every jump, which measured ten times slower than walking.
 
-    Returns the frames, their indices and how many frames were reached (fewer than
-    ``indices[-1] + 1`` when the stream ended early).
+    Frames nothing else is built from (most B-frames of H.264 and HEVC, say) are not
+    decoded at all unless wanted: the decoder is told to skip non-reference frames
+    for every packet whose frame is not wanted, which needs the packets' timestamps
+    to know which frame a packet holds. Every other frame passes through the decoder
+    (later frames are built from it) in YUV and is never converted or copied.
+
+    Returns ``frame_count`` as the number of frames reached: fewer than
+    ``indices[-1] + 1`` when the stream ended early.
     """
     wanted = set(indices.tolist())
-    last = int(indices[-1]) if len(indices) else -1
-    frames: list[Frame] = []
-    kept: list[int] = []
+    last = int(indices[-1])
+    positions = timeline.positions
+    frames: dict[int, Frame] = {}
+    rotation = 0
+    reached = 0
 
-    # One full-size buffer, reused for every kept frame: a fresh 25 MB array per 4K
-    # frame fragments the heap and raised peak memory by a fifth in measurements.
-    # TODO: a kept frame still exists twice at full size in BGR (OpenCV's converted
-    # frame and this copy of it, 48 MB at 2160p) beside the decoder's three frames
-    # (36 MB), so a 2160p clip peaks 65 MB above a 720p one. That is OpenCV's own
-    # floor: decoding through it with nothing kept grows as much (measured by
-    # benchmarks/video_intake.py). It cannot shrink while converting, opens the
-    # decoder without FFmpeg options (OPENCV_FFMPEG_CAPTURE_OPTIONS reaches only the
-    # demuxer, and its "avdiscard" key drops whole frames), and with
-    # CAP_PROP_CONVERT_RGB off hands over only the luma plane of YUV video. Shrinking
-    # inside FFmpeg would need another runtime dependency.
-    buffer: np.ndarray | None = None
-    position = 0
-    with _capture(path, threads=threads) as capture:
-        while position <= last and capture.grab():
-            if position in wanted:
-                ok, buffer = capture.retrieve(buffer)
-                if ok and buffer is not None:
-                    frames.append(convert(buffer))
-                    kept.append(position)
-            position += 1
-    return frames, kept, position
+    with _open_video(path) as (container, stream):
+        context = stream.codec_context
+        context.thread_type = "AUTO"
+        context.thread_count = _decoder_threads(header)
+        for packet in _packets_until_damaged(container, stream):
+            if positions is not None and packet.pts is not None:
+                skip = positions.get(packet.pts, -1) not in wanted
+                context.skip_frame = "NONREF" if skip else "DEFAULT"
+            for frame in _frames_until_damaged(context, packet):
+                if positions is not None and frame.pts in positions:
+                    position = positions[frame.pts]
+                else:
+                    position = reached
+                reached = max(reached, position + 1)
+                if position in wanted and position not in frames:
+                    if not frames:
+                        rotation = _clockwise_turn(frame)
+                    frames[position] = _convert(frame, rotation, max_side)
+            if len(frames) == len(wanted) or (positions is None and reached > last):
+                break
+
+    kept = sorted(frames)
+    return _Decoded(
+        frames=[frames[position] for position in kept],
+        kept=kept,
+        frame_count=reached,
+        rotation=rotation,
+    )
 
 
-def _frame_converter(
-    header: _Header, max_side: int | None
-) -> Callable[[np.ndarray], Frame]:
-    """A function turning one decoded frame into what the next stage wants: shrunk to
-    ``max_side``, upright and RGB, converting the smallest image possible. The result
-    never shares memory with the decoded frame, whose buffer is reused."""
-    turn = None if header.rotated_by_backend else _ROTATE_CODES.get(header.rotation)
+def _packets_until_damaged(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> Iterator[av.Packet[av.video.stream.VideoStream]]:
+    """The stream's packets, ending with the empty ones that flush the decoder, or
+    where the file stops making sense (a truncated upload)."""
+    try:
+        yield from container.demux(stream)
+    except av.FFmpegError as exc:
+        logger.info("the stream breaks off: %s", exc)
 
-    def convert(image: np.ndarray) -> Frame:
-        if max_side is not None:
-            image = _shrink(image, max_side)
-        if turn is not None:
-            image = cv2.rotate(image, turn)
-        return _to_rgb(image)
 
-    return convert
+def _frames_until_damaged(
+    context: av.video.codeccontext.VideoCodecContext,
+    packet: av.Packet[av.video.stream.VideoStream],
+) -> list[av.VideoFrame]:
+    """The frames the decoder lets out after taking ``packet``; none when the
+    packet is damaged (the decoder carries on with the next, as ffmpeg does)."""
+    try:
+        return context.decode(packet)
+    except av.FFmpegError as exc:
+        logger.info("a packet could not be decoded: %s", exc)
+        return []
+
+
+def _clockwise_turn(frame: av.VideoFrame) -> int:
+    """The clockwise quarter turn that makes the frame upright, from the display
+    matrix its container gave it (phones record sideways and say so there)."""
+    # FFmpeg states the matrix's rotation counterclockwise; only quarter turns make
+    # sense for frames.
+    return (-round(frame.rotation / 90) * 90) % 360
+
+
+def _convert(frame: av.VideoFrame, rotation: int, max_side: int | None) -> Frame:
+    """One decoded frame as the next stage wants it: shrunk so its longer side is at
+    most ``max_side``, RGB and upright, in memory of its own.
+
+    FFmpeg's scaler shrinks and converts in one pass straight from the decoder's
+    YUV planes, so no full-size RGB copy of the frame is ever made; the small result
+    is then turned upright.
+    """
+    width, height = _shrunk_size(frame.width, frame.height, max_side)
+    # Area averaging reads every source pixel, as shrinking by 3:1 needs: a filter
+    # that samples (OpenCV's INTER_LINEAR reads one pixel in nine at 3:1) moved hand
+    # landmarks by up to 0.09 of the frame on the shared 1080p clips.
+    image: np.ndarray = frame.to_ndarray(
+        width=width, height=height, format="rgb24", interpolation="AREA"
+    )
+    turn = _ROTATE_CODES.get(rotation)
+    if turn is not None:
+        image = cv2.rotate(image, turn)
+    return np.ascontiguousarray(image)
 
 
 _ROTATE_CODES: Final = {
@@ -735,47 +768,37 @@ _ROTATE_CODES: Final = {
 }
 
 
-def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = max_side / max(height, width)
+def _shrunk_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """The size ``width`` x ``height`` takes when shrunk so its longer side is at
+    most ``max_side`` (never enlarged)."""
+    if max_side is None:
+        return width, height
+    scale = max_side / max(width, height)
     if scale >= 1:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # INTER_AREA averages every source pixel. INTER_LINEAR is 1.5 ms faster per
-    # 1080p frame but at 3:1 it reads one pixel in nine: on the shared 1080p clips it
-    # moved hand landmarks by up to 0.09 of the frame (90th percentile) and changed
-    # a label.
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def _to_rgb(image: np.ndarray) -> Frame:
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 @contextlib.contextmanager
-def _capture(path: Path, *, threads: int = 0) -> Iterator[cv2.VideoCapture]:
-    """An open FFmpeg capture of ``path`` decoding on ``threads`` threads (0: FFmpeg's
-    default), released on exit.
+def _open_video(
+    path: Path,
+) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The clip opened by FFmpeg, with its video stream, closed on exit.
 
     Raises:
-        errors.NotAVideo: FFmpeg cannot open the file as a video.
+        errors.NotAVideo: FFmpeg cannot open the file, or it holds no video.
     """
-    parameters = [cv2.CAP_PROP_N_THREADS, threads]
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, parameters)
     try:
-        if not capture.isOpened():
-            raise errors.NotAVideo()
-        # Sideways frames are turned upright after they are shrunk (see
-        # _frame_converter): the backend would turn each kept frame at full size, one
-        # more full-size copy, which raised a sideways 2160p clip's peak by 70 MB.
-        capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
-        yield capture
+        container = av.open(str(path), mode="r")
+    except av.FFmpegError as exc:
+        raise errors.NotAVideo() from exc
+    try:
+        stream = container.streams.best("video")
+        if not isinstance(stream, av.video.stream.VideoStream):
+            raise errors.NotAVideo("The file holds no video track.")
+        yield container, stream
     finally:
-        capture.release()
+        container.close()
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -97,6 +98,45 @@ def test_every_format_gives_the_evenly_sampled_frames(clips: Path, name: str) ->
     assert clip.info.size_bytes == path.stat().st_size
     assert_rgb_frames(clip)
     assert all(frame.shape == (120, 160, 3) for frame in clip.frames)
+
+
+def test_frames_skipped_by_the_decoder_leave_the_kept_ones_exact(clips: Path) -> None:
+    # B-frames that nothing refers to are not decoded unless kept; every kept frame
+    # must still be the one ffmpeg itself decodes at that position.
+    path = media.make_clip(
+        clips / "b-frames.mp4", seconds=2, extra=("-bf", "3", "-g", "60")
+    )
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONREF"
+        referenced = sum(1 for _ in container.decode(stream))
+    assert referenced < 60  # the clip has frames the decoder may skip
+
+    clip = read_clip(path, max_frames=7)
+    reference = media.decode_with_ffmpeg(path, (320, 240))
+
+    assert clip.frame_index.tolist() == sample_indices(60, 7).tolist()
+    for frame, index in zip(clip.frames, clip.frame_index, strict=True):
+        difference = np.abs(frame.astype(int) - reference[index].astype(int))
+        assert difference.max() <= 1, index
+
+
+def test_elementary_stream_without_timestamps_is_numbered_in_decoding_order(
+    clips: Path,
+) -> None:
+    raw = media.VideoFormat(
+        "h264-raw", ".h264", "h264", media.FORMATS["h264-mp4"].options
+    )
+    path = media.make_numbered_clip(
+        clips / "elementary.h264", video_format=raw, muxer="h264"
+    )
+
+    clip = read_clip(path, max_frames=4)
+
+    assert numbers(clip) == [0, 20, 39, 59]
+    assert clip.frame_index.tolist() == [0, 20, 39, 59]
+    assert clip.info.frame_count == 60
+    assert clip.info.fps == pytest.approx(30)
 
 
 def test_frames_are_rgb_with_red_first(numbered_mp4: Path) -> None:
