@@ -47,6 +47,7 @@ from urllib.parse import unquote_plus
 
 from sign2text_core import __version__
 from sign2text_core.errors import ConfigurationError, EmptyUpload, Sign2TextError
+from sign2text_core.limits import Limits
 from sign2text_core.stores import (
     GCSStore,
     LocalStore,
@@ -219,8 +220,6 @@ def _env_seconds(name: str, default: float) -> float:
 
 
 def _default_max_bytes() -> int:
-    from sign2text_core.video import Limits
-
     return int(Limits.from_env().max_bytes)
 
 

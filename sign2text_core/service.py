@@ -21,15 +21,11 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from sign2text_core import __version__, errors
-
-if TYPE_CHECKING:
-    # Imported when first needed instead: video.py loads OpenCV and NumPy, which
-    # the health check, the documents and the error answers do not need.
-    from sign2text_core.video import Limits
+from sign2text_core.limits import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +74,6 @@ class ServiceConfig:
         Raises:
             errors.ConfigurationError: a setting has a value that cannot be used.
         """
-        from sign2text_core.video import Limits
-
         env = os.environ if environ is None else environ
         origins = env.get("SIGN2TEXT_CORS_ORIGINS", "")
         return cls(

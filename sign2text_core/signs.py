@@ -27,8 +27,9 @@ import numpy as np
 
 from sign2text_core.bundle import Bundle, LandmarkSettings, PixelSettings, load_bundle
 from sign2text_core.errors import ConfigurationError, InvalidParameter, UnknownLabel
+from sign2text_core.limits import Limits
 from sign2text_core.prediction import Prediction, Vocabulary, rank
-from sign2text_core.video import Clip, Limits, read_clip
+from sign2text_core.video import Clip, read_clip
 
 logger = logging.getLogger(__name__)
 

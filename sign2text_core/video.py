@@ -29,34 +29,25 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import av
 import cv2
 import numpy as np
 
 from sign2text_core import errors
+from sign2text_core.limits import Limits
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 VideoSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 """A clip as the bytes of an upload or the path of a file."""
 
 Frame = np.ndarray
 """One RGB uint8 image, height x width x 3."""
-
-DEFAULT_MAX_BYTES: Final = 32 * 1024 * 1024
-DEFAULT_MAX_DURATION_S: Final = 20.0
-DEFAULT_MAX_FRAME_SIZE: Final = (4096, 4096)
-
-ENV_MAX_BYTES: Final = "SIGN2TEXT_MAX_BYTES"
-ENV_MAX_DURATION_S: Final = "SIGN2TEXT_MAX_DURATION_S"
-ENV_MAX_FRAME_SIZE: Final = "SIGN2TEXT_MAX_FRAME_SIZE"
 
 # Containers sometimes store nonsense (negative or 2**63) for a count or a rate; beyond
 # these bounds a header value is treated as missing.
@@ -72,90 +63,6 @@ _MAX_THREADED_PIXELS: Final = 1920 * 1080
 # Codecs FFmpeg also uses for single pictures: a "clip" of one such frame is a photo
 # (a PNG or JPEG renamed .mp4, a one-frame GIF), not a signed word.
 _STILL_IMAGE_CODECS: Final = frozenset({"png", "mjpeg", "gif", "webp", "bmp", "tiff"})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What a clip may cost before it is refused.
-
-    A frame fits when it fits the ``max_width`` x ``max_height`` box in either
-    orientation: the cost of a frame is its pixels, not which way it is held.
-    """
-
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_duration_s: float = DEFAULT_MAX_DURATION_S
-    max_width: int = DEFAULT_MAX_FRAME_SIZE[0]
-    max_height: int = DEFAULT_MAX_FRAME_SIZE[1]
-
-    def __post_init__(self) -> None:
-        if self.max_bytes < 1:
-            raise errors.ConfigurationError(f"max_bytes must be >= 1: {self.max_bytes}")
-        if not (self.max_duration_s > 0 and math.isfinite(self.max_duration_s)):
-            raise errors.ConfigurationError(
-                f"max_duration_s must be a positive number: {self.max_duration_s}"
-            )
-        if self.max_width < 1 or self.max_height < 1:
-            raise errors.ConfigurationError(
-                f"max frame size must be positive: {self.max_width}x{self.max_height}"
-            )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
-        """Limits from ``SIGN2TEXT_MAX_BYTES`` (an integer number of bytes),
-        ``SIGN2TEXT_MAX_DURATION_S`` (seconds) and ``SIGN2TEXT_MAX_FRAME_SIZE``
-        (``WIDTHxHEIGHT``); an unset or empty variable keeps its default.
-
-        Raises:
-            errors.ConfigurationError: a variable is set to a value that is not valid,
-                naming the variable and the value.
-        """
-        env = os.environ if environ is None else environ
-        max_bytes = _env_value(env, ENV_MAX_BYTES, _parse_positive_int)
-        max_duration_s = _env_value(env, ENV_MAX_DURATION_S, _parse_positive_float)
-        frame_size = _env_value(env, ENV_MAX_FRAME_SIZE, _parse_frame_size)
-
-        width, height = frame_size or DEFAULT_MAX_FRAME_SIZE
-        return cls(
-            max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
-            max_duration_s=(
-                DEFAULT_MAX_DURATION_S if max_duration_s is None else max_duration_s
-            ),
-            max_width=width,
-            max_height=height,
-        )
-
-
-def _env_value(
-    env: Mapping[str, str], name: str, parse: Callable[[str], _T]
-) -> _T | None:
-    text = env.get(name, "").strip()
-    if not text:
-        return None
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise errors.ConfigurationError(f"{name}={text!r} is not valid: {exc}") from exc
-
-
-def _parse_positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("expected a whole number >= 1")
-    return value
-
-
-def _parse_positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError("expected a number > 0")
-    return value
-
-
-def _parse_frame_size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2:
-        raise ValueError("expected WIDTHxHEIGHT, e.g. 4096x4096")
-    return _parse_positive_int(parts[0]), _parse_positive_int(parts[1])
 
 
 @dataclass(frozen=True)

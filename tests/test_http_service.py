@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sign2text_core import errors, signs
+from sign2text_core.limits import Limits
 from sign2text_core.service import (
     MAX_FORM_PARTS,
     HttpRequest,
@@ -19,7 +20,6 @@ from sign2text_core.service import (
     parse_form,
     read_upload,
 )
-from sign2text_core.video import Limits
 from tests.media import make_clip
 
 
