@@ -42,11 +42,15 @@ from tests.media import make_clip  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
+# VmHWM, not getrusage: Linux carries ru_maxrss across exec, so a child of this
+# benchmark would report the parent's own peak (with its models loaded) whenever
+# that is the higher.
 RSS_PROBE = """
-import resource, sys
+import sys
 from sign2text_core import classify
 prediction = classify(sys.argv[1])
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/status") as status:
+    peak_kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
 print(peak_kib, prediction.frames_used, prediction.label)
 """
 

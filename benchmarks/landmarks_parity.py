@@ -11,12 +11,17 @@ MediaPipe 0.10.21 Holistic found on the same frame:
 
 Targets: found-rate >= 95 %, median error <= 0.02, 90th percentile <= 0.05.
 
+With ``--service`` only the frames a request keeps are compared: 64 spread evenly,
+read by the service's own intake (``read_clip``, longer side 640 px), tracked across
+those frames alone, as a request tracks them; this is what the landmark speed
+benchmark times.
+
 With ``--classifier`` it also runs the 250-sign model on the frames it would see
 (64 evenly spaced per clip, tracked as the service tracks them) with the pose
 networks and with the face mesh standing in for the pose points, beside Holistic.
 
     .venv/bin/python benchmarks/landmarks_parity.py [--shared ../shared] [--lite]
-        [--clips GLOSS/NAME ...] [--classifier]
+        [--clips GLOSS/NAME ...] [--service] [--classifier]
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from sign2text_core.landmarks import (  # noqa: E402
 )
 from sign2text_core.landmarks.face import pose_from_mesh  # noqa: E402
 from sign2text_core.signs import landmark_input  # noqa: E402
+from sign2text_core.video import read_clip  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 LIPS = [
@@ -59,6 +65,7 @@ MIN_FOUND_RATE = 0.95
 MAX_MEDIAN_ERROR = 0.02
 MAX_P90_ERROR = 0.05
 MODEL_FRAMES = 64
+SERVICE_SIDE = 640
 
 
 @dataclass(frozen=True)
@@ -174,13 +181,23 @@ def compare(ours: np.ndarray, theirs: np.ndarray) -> tuple[Comparison, Compariso
 
 
 def clip_parity(
-    extractor: LandmarkExtractor, clip: SharedClip, max_frames: int | None = None
+    extractor: LandmarkExtractor,
+    clip: SharedClip,
+    max_frames: int | None = None,
+    service: bool = False,
 ) -> ClipParity:
-    """Run the extractor over the clip's first ``max_frames`` frames (all if None)."""
+    """Run the extractor over the clip's first ``max_frames`` frames (all if None),
+    or, with ``service``, over the frames a request keeps (``read_clip`` with the
+    64 frames and 640 px of the service benchmarks), compared on those frames."""
     theirs = clip.reference_landmarks()
-    first = None if max_frames is None else range(min(max_frames, len(theirs)))
-    frames = decode_frames(clip.video, first)
-    theirs = theirs[: len(frames)]
+    if service:
+        kept = read_clip(clip.video, max_frames=MODEL_FRAMES, max_side=SERVICE_SIDE)
+        frames = kept.frames
+        theirs = theirs[kept.frame_index]
+    else:
+        first = None if max_frames is None else range(min(max_frames, len(theirs)))
+        frames = decode_frames(clip.video, first)
+        theirs = theirs[: len(frames)]
 
     started = time.perf_counter()
     ours = extractor.extract(frames)
@@ -194,9 +211,10 @@ def parity(
     extractor: LandmarkExtractor,
     clips: Iterable[SharedClip],
     max_frames: int | None = None,
+    service: bool = False,
 ) -> Iterator[ClipParity]:
     for clip in clips:
-        yield clip_parity(extractor, clip, max_frames)
+        yield clip_parity(extractor, clip, max_frames, service)
 
 
 def _row(name: str, frames: int, hands: Comparison, lips: Comparison) -> str:
@@ -314,6 +332,11 @@ def main() -> None:
     parser.add_argument("--lite", action="store_true", help="lite hand networks")
     parser.add_argument("--clips", nargs="*", help="gloss/name of clips to run")
     parser.add_argument("--max-frames", type=int, help="first N frames of each clip")
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help=f"only the {MODEL_FRAMES} frames a request keeps, at {SERVICE_SIDE} px",
+    )
     parser.add_argument("--classifier", action="store_true")
     args = parser.parse_args()
 
@@ -325,7 +348,7 @@ def main() -> None:
         pose=False,
         hand_variant="lite" if args.lite else "full",
     )
-    print_parity(parity(extractor, clips, args.max_frames))
+    print_parity(parity(extractor, clips, args.max_frames, args.service))
     if args.classifier:
         classifier_check(args.shared, clips, args.lite)
 

@@ -23,36 +23,14 @@ since the default 20 s limit would refuse the 30 s clip. Then what refusing an
 8192x8192 clip (two frames) under the default limits costs: it is refused from its
 MP4 boxes, before FFmpeg decodes anything.
 
-Last, OpenCV's floors, the least any stage reading clips through OpenCV can reach:
-decode every frame (later frames are built from earlier ones) and retrieve the 64
-sampled ones into one reused buffer, converting and keeping nothing. Its time on the
-1080p clip bounds the time ratio (naive / floor); its peak above the imports on the
-720p 3 s and 2160p 30 s clips bounds how flat the stage's peak can be, in BGR (what
-colour needs) and with only the luma plane (all OpenCV hands over of YUV video
-without converting it).
+Last, the decoder's floors, FFmpeg through PyAV on the stage's threads, nothing
+converted or kept: every frame decoded, and only the frames later ones are built from
+(what any decoder must do to hand over exact frames; the stage decodes those, plus the
+kept frames nothing refers to). Their times on the 1080p clip bound the time ratio;
+the first one's peak above the imports on the 720p 3 s and 2160p 30 s clips is what
+the decoder alone grows by with resolution.
 
-On this 2-CPU machine, shared with another job (times noisy; 2026-12-03 20:27 UTC):
-
-    | clip      | stage s | stage MB | naive s | naive MB | time  | memory |
-    | 720p-3s   | 0.44    | 117      | 0.90    | 1552     | 2.1x  | 13.3x  |
-    | 1080p-10s | 1.95    | 141      | 5.62    | 8406     | 2.9x  | 59.7x  |
-    | 2160p-3s  | 2.04    | 181      | skipped (est. 9.0 GB)                |
-    | 2160p-30s | 10.61   | 182      | skipped (est. 89.6 GB)               |
-
-- Peak under the 300 MB target for every clip: largest 182 MB.
-- Flat in length: 2160p 30 s peaks +0 MB above 2160p 3 s. Against 720p 3 s it is
-  +65 MB, over the 50 MB target; OpenCV's floor grows by +63 MB in BGR (+40 MB luma
-  only), so no stage through OpenCV gets under 50 MB in colour. At 2160p the
-  decoder holds three frames (36 MB) and OpenCV converts each retrieved frame to a
-  full-size BGR buffer (24 MB) that Python receives as a copy (24 MB more).
-- 1080p 10 s, memory: 60x less than naive (target 10x).
-- 1080p 10 s, time (target 10x): from 2.9x to 11.3x in today's runs, because the
-  naive's time is mostly the kernel zeroing 8.4 GB of fresh pages (user 2.8 s in
-  both runs timed with /usr/bin/time, system 4.0 and 11.8 s; wall 5.6 to 15.4 s
-  over the day). The floor took 0.92 s at best (1.56 s in the run above), the stage
-  0.3 to 0.4 s more (shrinking 64 frames with INTER_AREA and turning them to RGB):
-  against a 5.6 s naive even the floor is only 6x faster, so 10x cannot be promised
-  by any stage that decodes through OpenCV.
+FIGURES
 
     .venv/bin/python benchmarks/video_intake.py [--no-shared] [--repeat 3]
         [--naive-cap-gb 8]
@@ -192,43 +170,37 @@ class ClipFigures:
 
 
 def print_time_floor(figures: ClipFigures, repeat: int) -> None:
-    """How far the stage is from the least time any stage decoding through OpenCV
-    can take: every frame must be decoded (later frames depend on earlier ones)
-    and every kept one retrieved at full size in BGR."""
+    """The stage's time beside the decoder's floors and the naive run's."""
     floor = run_child("floor", figures.clip, repeat)["wall_s"]
+    references = run_child("floor-references", figures.clip, repeat)["wall_s"]
     stage = figures.stage["wall_s"]
     print(
-        f"{clip_label(figures.clip)}: OpenCV's floor (decode every frame, retrieve "
-        f"the {STAGE_MAX_FRAMES} sampled ones, convert nothing) {floor:.2f} s; "
-        f"the stage {stage:.2f} s ({stage - floor:+.2f} s to shrink them and "
-        "turn them to RGB)"
+        f"{clip_label(figures.clip)}: the stage {stage:.2f} s; decoding every frame "
+        f"and converting none {floor:.2f} s; decoding only the frames others are "
+        f"built from {references:.2f} s (the least any exact decoder needs)"
     )
     if figures.naive is not None:
         naive = figures.naive["wall_s"]
         print(
-            f"naive / stage: {naive / stage:.1f}x; naive / floor: "
-            f"{naive / floor:.1f}x (the most any stage through OpenCV could reach)"
+            f"naive / stage: {naive / stage:.1f}x; naive / every frame: "
+            f"{naive / floor:.1f}x; naive / reference frames only: "
+            f"{naive / references:.1f}x"
         )
 
 
 def print_memory_floor(cache: Path) -> None:
-    """What OpenCV alone needs, above the imports, to walk the 2160p 30 s clip
-    against the 720p 3 s one: the least any stage reading clips through it can grow
-    by from one to the other."""
+    """What the decoder alone needs, above the imports, to walk the 2160p 30 s clip
+    against the 720p 3 s one."""
+    peaks = {}
+    for name in ("720p-3s", "2160p-30s"):
+        spec = next(spec for spec in SYNTHETIC if spec.name == name)
+        peaks[name] = run_child("floor", synthetic_clip(spec, cache))["peak_rss_mb"]
+    growth = peaks["2160p-30s"] - peaks["720p-3s"]
     print(
-        "OpenCV's floor (decode every frame, retrieve the sampled ones into one "
-        "reused buffer, keep nothing), peak RSS above the imports:"
+        "decoder's floor, peak RSS above the imports: "
+        f"720p-3s {peaks['720p-3s']:.0f} MB, 2160p-30s {peaks['2160p-30s']:.0f} MB, "
+        f"difference {growth:+.0f} MB"
     )
-    for kind, what in (("floor", "in BGR"), ("floor-luma", "luma plane only")):
-        peaks = {}
-        for name in ("720p-3s", "2160p-30s"):
-            spec = next(spec for spec in SYNTHETIC if spec.name == name)
-            peaks[name] = run_child(kind, synthetic_clip(spec, cache))["peak_rss_mb"]
-        growth = peaks["2160p-30s"] - peaks["720p-3s"]
-        print(
-            f"  {what}: 720p-3s {peaks['720p-3s']:.0f} MB, "
-            f"2160p-30s {peaks['2160p-30s']:.0f} MB, difference {growth:+.0f} MB"
-        )
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -247,7 +219,7 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--measure",
-        choices=("stage", "naive", "refuse", "floor", "floor-luma", "none"),
+        choices=("stage", "naive", "refuse", "floor", "floor-references", "none"),
     )
     parser.add_argument("--clip", help="with --measure: the clip to read")
     return parser.parse_args()
@@ -358,7 +330,7 @@ def measure(kind: str, clip: Path) -> int:
     elif kind == "refuse":
         refuse(clip)
     elif kind.startswith("floor"):
-        walk(clip, colour=kind == "floor")
+        walk(clip, references_only=kind == "floor-references")
     wall_s = time.perf_counter() - started
     if kind.startswith("floor"):
         return print_measurement(wall_s, peak_rss_mb() - imported_mb)
@@ -381,28 +353,21 @@ def refuse(clip: Path) -> None:
     raise SystemExit(f"{clip} was not refused as too large")
 
 
-def walk(clip: Path, *, colour: bool) -> None:
-    """Decode every frame as the stage does (one thread above 1080p, no automatic
-    rotation) and retrieve the sampled ones into one reused buffer, keeping none:
-    in BGR when ``colour``, else only the luma plane (OpenCV hands over no more of
-    YUV video with CAP_PROP_CONVERT_RGB off)."""
-    from sign2text_core.video import sample_indices
+def walk(clip: Path, *, references_only: bool = False) -> None:
+    """Decode every frame as the stage's decoder is set up (one thread above 1080p),
+    converting and keeping none; with ``references_only``, decode only the frames
+    later ones are built from, the least any exact decoder must do."""
+    import av
 
-    frame_count, width, height = clip_facts(clip)
-    threads = 1 if width * height > 1920 * 1080 else 0
-    parameters = [cv2.CAP_PROP_N_THREADS, threads]
-    if not colour:
-        parameters += [cv2.CAP_PROP_CONVERT_RGB, 0]
-    capture = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG, parameters)
-    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
-    wanted = set(sample_indices(frame_count, STAGE_MAX_FRAMES).tolist())
-    buffer = None
-    position = 0
-    while capture.grab():
-        if position in wanted:
-            _, buffer = capture.retrieve(buffer)
-        position += 1
-    capture.release()
+    _, width, height = clip_facts(clip)
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        stream.codec_context.thread_count = 1 if width * height > 1920 * 1080 else 0
+        if references_only:
+            stream.codec_context.skip_frame = "NONREF"
+        for _ in container.decode(stream):
+            pass
 
 
 def read_naively(clip: Path) -> np.ndarray:

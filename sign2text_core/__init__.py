@@ -1,7 +1,7 @@
 """Sign2Text core: a video of one signed word in, the word out.
 
-Framework-agnostic: numpy, OpenCV and ONNX Runtime only. The cloud adapters live in
-``handler.py``.
+Framework-agnostic: NumPy, OpenCV, PyAV and ONNX Runtime only. The cloud adapters
+live in ``adapters/`` and ``handler.py``.
 
 ``classify``, ``Classifier`` and ``Prediction`` are imported on first access, so
 importing the package stays cheap and loads no model.
