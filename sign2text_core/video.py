@@ -29,10 +29,10 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import av
 import cv2
@@ -62,7 +62,10 @@ _MAX_THREADED_PIXELS: Final = 1920 * 1080
 
 # Codecs FFmpeg also uses for single pictures: a "clip" of one such frame is a photo
 # (a PNG or JPEG renamed .mp4, a one-frame GIF), not a signed word.
-_STILL_IMAGE_CODECS: Final = frozenset({"png", "mjpeg", "gif", "webp", "bmp", "tiff"})
+_STILL_IMAGE_CODECS: Final = frozenset(
+    {"png", "apng", "mjpeg", "jpeg2000", "jpegls", "jpegxl", "gif", "webp", "bmp"}
+    | {"tiff", "qoi"}
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,10 @@ class ClipInfo:
 
     ``width`` and ``height`` are those of the upright frames; ``rotation`` is the
     clockwise turn in degrees (0, 90, 180 or 270) applied to the stored frames to make
-    them upright. ``frame_count`` is the number of frames the clip holds as far as it
-    could be read (fewer than the container promised when the file is truncated).
+    them upright, after flipping them left to right when ``mirrored`` (the container
+    said to show them mirrored). ``frame_count`` is the number of frames the clip
+    holds as far as it could be read (fewer than the container promised when the
+    file is truncated).
     """
 
     frame_count: int
@@ -82,6 +87,7 @@ class ClipInfo:
     height: int
     codec: str
     rotation: int
+    mirrored: bool
     size_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +216,18 @@ class _Header:
 
 
 @dataclass(frozen=True)
+class _Orientation:
+    """How stored frames are shown: flipped left to right first when ``mirrored``,
+    then turned clockwise by ``turn`` degrees (0, 90, 180 or 270)."""
+
+    turn: int = 0
+    mirrored: bool = False
+
+
+_AS_STORED: Final = _Orientation()
+
+
+@dataclass(frozen=True)
 class _Timeline:
     """The clip's frames as counted from its packets, without decoding.
 
@@ -221,6 +239,8 @@ class _Timeline:
 
     frame_count: int
     positions: dict[int, int] | None
+    duration_s: float | None = None
+    """From the first frame's timestamp to the end of the last, when known."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +248,7 @@ class _Decoded:
     frames: list[Frame]
     kept: list[int]
     frame_count: int
-    rotation: int
+    orientation: _Orientation
 
 
 def _read_file(
@@ -244,22 +264,27 @@ def _read_file(
                 f"The upload is a still image ({header.codec}), not a video.",
                 codec=header.codec,
             )
-        decoded = _decode_evenly(path, header, timeline, max_frames, max_side)
+        decoded = _decode_evenly(path, header, timeline, max_frames, max_side, limits)
     except av.FFmpegError as exc:
         raise errors.NotAVideo(f"FFmpeg could not read the video: {exc}") from exc
 
     fps = header.fps or 0.0
+    duration_s = decoded.frame_count / fps if fps else 0.0
+    if timeline.duration_s and decoded.frame_count == timeline.frame_count:
+        # The timestamps' span is right for a clip of variable rate too.
+        duration_s = timeline.duration_s
     width, height = header.width, header.height
-    if decoded.rotation in (90, 270):
+    if decoded.orientation.turn in (90, 270):
         width, height = height, width
     info = ClipInfo(
         frame_count=decoded.frame_count,
         fps=fps,
-        duration_s=decoded.frame_count / fps if fps else 0.0,
+        duration_s=round(duration_s, 3),
         width=width,
         height=height,
         codec=header.codec,
-        rotation=decoded.rotation,
+        rotation=decoded.orientation.turn,
+        mirrored=decoded.orientation.mirrored,
         size_bytes=size_bytes,
     )
     logger.debug(
@@ -278,12 +303,12 @@ def _probe(path: Path, limits: Limits) -> tuple[_Header, _Timeline]:
     # FFmpeg's stream probing inside the open decodes several frames of an H.264
     # stream at full size (refusing an 8192x8192 clip peaked at 206 MB), so the frame
     # size of an MP4 or QuickTime file is judged from its own boxes first.
-    # TODO: Matroska, WebM and AVI are still judged only after FFmpeg's probing;
-    # reading their headers here would need parsers for EBML and RIFF too.
+    # Matroska, WebM and AVI are judged after FFmpeg's probing, which the pixel cap
+    # of _open_video bounds (as it bounds an MP4 whose boxes lie about the size).
     for width, height in _mp4_frame_sizes(path):
         _check_frame_size(width, height, limits)
 
-    with _open_video(path) as (container, stream):
+    with _open_video(path, limits) as (container, stream):
         header = _read_header(stream)
         _check_header(header, limits)
         timeline = _count_frames(container, stream, header, limits)
@@ -484,14 +509,20 @@ def _count_frames(
     Headers are often wrong or silent (streamed WebM and Matroska have no count,
     estimated counts drift, truncated MP4s promise frames that are gone), so the
     packets are always counted. The count stops as soon as the clip is known to be
-    too long; without a frame rate the duration is unknown, and counting stops at
-    what the fastest plausible rate would fit in the limit.
+    too long, by its frames at its frame rate or by the span of its timestamps (a
+    clip of variable rate may hold few frames over a long time); without a frame
+    rate or timestamps the duration is unknown, and counting stops at what the
+    fastest plausible rate would fit in the limit.
     """
     fps = header.fps or _MAX_PLAUSIBLE_FPS
     frame_cap = math.floor(limits.max_duration_s * fps)
+    time_base = float(stream.time_base) if stream.time_base else 0.0
+    frame_s = 1 / header.fps if header.fps else 0.0
 
     stamps: list[int] | None = []
+    first = last = 0
     count = 0
+    span_s = 0.0
     try:
         for packet in container.demux(stream):
             # The demuxer ends with an empty packet; packets flagged for discarding
@@ -502,21 +533,40 @@ def _count_frames(
             if packet.pts is None:
                 stamps = None
             elif stamps is not None:
+                if not stamps:
+                    first = last = packet.pts
+                first, last = min(first, packet.pts), max(last, packet.pts)
                 stamps.append(packet.pts)
-            if count > frame_cap:
+                span_s = (last - first) * time_base + frame_s
+            if count > frame_cap or span_s > limits.max_duration_s:
                 break
     except av.FFmpegError as exc:  # a damaged or truncated file ends here
         logger.info("packets stop after %d: %s", count, exc)
 
     if count > frame_cap:
         _check_duration(count / fps, limits)
+    if stamps is not None:
+        _check_duration(span_s, limits)
     if header.frame_count is not None and count != header.frame_count:
         logger.info("container promised %d frames, found %d", header.frame_count, count)
 
-    positions = None
-    if stamps is not None and len(set(stamps)) == len(stamps):
-        positions = {stamp: index for index, stamp in enumerate(sorted(stamps))}
-    return _Timeline(frame_count=count, positions=positions)
+    return _Timeline(
+        frame_count=count,
+        positions=_positions(stamps, reorders=bool(stream.codec_context.has_b_frames)),
+        duration_s=span_s if stamps else None,
+    )
+
+
+def _positions(stamps: list[int] | None, *, reorders: bool) -> dict[int, int] | None:
+    """Each timestamp's position among the frames, or None when the timestamps
+    cannot say it: some are missing or repeated, or they merely count the packets
+    in decoding order while the codec reorders frames (AVI stores H.264 so)."""
+    if stamps is None or len(set(stamps)) != len(stamps):
+        return None
+    ordered = sorted(stamps)
+    if reorders and len(stamps) > 2 and stamps == ordered:
+        return None
+    return {stamp: index for index, stamp in enumerate(ordered)}
 
 
 def _decoder_threads(header: _Header) -> int:
@@ -527,21 +577,44 @@ def _decoder_threads(header: _Header) -> int:
     return 0
 
 
+class _TimestampsOutOfOrder(Exception):
+    """The decoder let frames out in an order their timestamps contradict."""
+
+
 def _decode_evenly(
     path: Path,
     header: _Header,
     timeline: _Timeline,
     max_frames: int,
     max_side: int | None,
+    limits: Limits,
 ) -> _Decoded:
     """Decode up to ``max_frames`` frames spread evenly over the clip.
 
     When the stream ends early (a truncated file) and too few frames were kept, the
-    frames that did decode are sampled again, once.
+    frames that did decode are sampled again, once. When the timestamps turn out not
+    to give the frames' order, the clip is walked again with frames numbered as they
+    leave the decoder.
     """
+    try:
+        return _sample(path, header, timeline, max_frames, max_side, limits)
+    except _TimestampsOutOfOrder:
+        logger.info("timestamps out of presentation order: frames numbered as decoded")
+        unordered = replace(timeline, positions=None)
+        return _sample(path, header, unordered, max_frames, max_side, limits)
+
+
+def _sample(
+    path: Path,
+    header: _Header,
+    timeline: _Timeline,
+    max_frames: int,
+    max_side: int | None,
+    limits: Limits,
+) -> _Decoded:
     frame_count = timeline.frame_count
     indices = sample_indices(frame_count, max_frames)
-    decoded = _decode_indices(path, header, timeline, indices, max_side)
+    decoded = _decode_indices(path, header, timeline, indices, max_side, limits)
     if decoded.frame_count > indices[-1]:
         # The walk stops at the last wanted frame: the count covers the rest.
         decoded = replace(decoded, frame_count=frame_count)
@@ -550,7 +623,7 @@ def _decode_evenly(
         logger.info("only %d of %d frames could be decoded", reached, frame_count)
         if reached > 0 and len(decoded.frames) < min(reached, max_frames):
             indices = sample_indices(reached, max_frames)
-            decoded = _decode_indices(path, header, timeline, indices, max_side)
+            decoded = _decode_indices(path, header, timeline, indices, max_side, limits)
         decoded = replace(decoded, frame_count=reached)
 
     if not decoded.frames:
@@ -564,6 +637,7 @@ def _decode_indices(
     timeline: _Timeline,
     indices: np.ndarray,
     max_side: int | None,
+    limits: Limits,
 ) -> _Decoded:
     """Walk the stream once, up to the last wanted frame, converting only the wanted
     frames. Seeking is not used: for inter-coded video it decodes from the previous
@@ -575,17 +649,27 @@ def _decode_indices(
     to know which frame a packet holds. Every other frame passes through the decoder
     (later frames are built from it) in YUV and is never converted or copied.
 
+    Every kept frame has the size the header gives, shrunk to ``max_side``, even
+    when the stream changes its frame size midway (no frame of more pixels than
+    ``limits`` allow leaves the decoder; one outside the frame-size box is refused).
+
     Returns ``frame_count`` as the number of frames reached: fewer than
     ``indices[-1] + 1`` when the stream ended early.
+
+    Raises:
+        _TimestampsOutOfOrder: with ``timeline.positions``, a frame left the decoder
+            after one its timestamp places later.
+        errors.FrameTooLarge: a frame is larger than ``limits`` allow.
     """
     wanted = set(indices.tolist())
     last = int(indices[-1])
     positions = timeline.positions
+    size = _shrunk_size(header.width, header.height, max_side)
     frames: dict[int, Frame] = {}
-    rotation = 0
+    orientation = _AS_STORED
     reached = 0
 
-    with _open_video(path) as (container, stream):
+    with _open_video(path, limits) as (container, stream):
         context = stream.codec_context
         context.thread_type = "AUTO"
         context.thread_count = _decoder_threads(header)
@@ -596,13 +680,16 @@ def _decode_indices(
             for frame in _frames_until_damaged(context, packet):
                 if positions is not None and frame.pts in positions:
                     position = positions[frame.pts]
+                    if position < reached:
+                        raise _TimestampsOutOfOrder()
                 else:
                     position = reached
-                reached = max(reached, position + 1)
+                reached = position + 1
                 if position in wanted and position not in frames:
+                    _check_frame_size(frame.width, frame.height, limits)
                     if not frames:
-                        rotation = _clockwise_turn(frame)
-                    frames[position] = _convert(frame, rotation, max_side)
+                        orientation = _orientation(frame)
+                    frames[position] = _convert(frame, orientation, size)
             if len(frames) == len(wanted) or (positions is None and reached > last):
                 break
 
@@ -611,7 +698,7 @@ def _decode_indices(
         frames=[frames[position] for position in kept],
         kept=kept,
         frame_count=reached,
-        rotation=rotation,
+        orientation=orientation,
     )
 
 
@@ -639,30 +726,52 @@ def _frames_until_damaged(
         return []
 
 
-def _clockwise_turn(frame: av.VideoFrame) -> int:
-    """The clockwise quarter turn that makes the frame upright, from the display
-    matrix its container gave it (phones record sideways and say so there)."""
-    # FFmpeg states the matrix's rotation counterclockwise; only quarter turns make
-    # sense for frames.
-    return (-round(frame.rotation / 90) * 90) % 360
+def _orientation(frame: av.VideoFrame) -> _Orientation:
+    """How the frame is to be shown, from the display matrix its container gave it
+    (phones record sideways and say so there). A matrix of no area says nothing
+    and is ignored, as ffmpeg ignores it."""
+    # PyAV's type stubs know one kind of side data only.
+    side_data: Mapping[str, object] = frame.side_data
+    matrix = side_data.get("DISPLAYMATRIX")
+    if matrix is None:
+        return _AS_STORED
+    raw = bytes(cast(memoryview, matrix))
+    if len(raw) != 36:
+        return _AS_STORED
+    # Nine native int32s, row by row; the 16.16 fixed-point 2x2 block at the top
+    # left maps a stored pixel (x, y) to (a*x + c*y, b*x + d*y) on the display.
+    a, b, _, c, d, *_ = struct.unpack("=9i", raw)
+    area = a * d - b * c
+    if area == 0:
+        return _AS_STORED
+    mirrored = area < 0
+    if mirrored:  # what is left once the flip of x is taken out first
+        a, b = -a, -b
+    # Only quarter turns make sense for frames.
+    turn = round(math.degrees(math.atan2(b, a)) / 90) * 90 % 360
+    return _Orientation(turn=turn, mirrored=mirrored)
 
 
-def _convert(frame: av.VideoFrame, rotation: int, max_side: int | None) -> Frame:
-    """One decoded frame as the next stage wants it: shrunk so its longer side is at
-    most ``max_side``, RGB and upright, in memory of its own.
+def _convert(
+    frame: av.VideoFrame, orientation: _Orientation, size: tuple[int, int]
+) -> Frame:
+    """One decoded frame as the next stage wants it: scaled to ``size`` (width,
+    height, as stored), RGB and upright, in memory of its own.
 
     FFmpeg's scaler shrinks and converts in one pass straight from the decoder's
     YUV planes, so no full-size RGB copy of the frame is ever made; the small result
     is then turned upright.
     """
-    width, height = _shrunk_size(frame.width, frame.height, max_side)
+    width, height = size
     # Area averaging reads every source pixel, as shrinking by 3:1 needs: a filter
     # that samples (OpenCV's INTER_LINEAR reads one pixel in nine at 3:1) moved hand
     # landmarks by up to 0.09 of the frame on the shared 1080p clips.
     image: np.ndarray = frame.to_ndarray(
         width=width, height=height, format="rgb24", interpolation="AREA"
     )
-    turn = _ROTATE_CODES.get(rotation)
+    if orientation.mirrored:
+        image = cv2.flip(image, 1)
+    turn = _ROTATE_CODES.get(orientation.turn)
     if turn is not None:
         image = cv2.rotate(image, turn)
     return np.ascontiguousarray(image)
@@ -673,6 +782,11 @@ _ROTATE_CODES: Final = {
     180: cv2.ROTATE_180,
     270: cv2.ROTATE_90_COUNTERCLOCKWISE,
 }
+
+
+def _max_pixels(limits: Limits) -> int:
+    """The most pixels a frame within ``limits`` can have."""
+    return limits.max_width * limits.max_height
 
 
 def _shrunk_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -688,21 +802,38 @@ def _shrunk_size(width: int, height: int, max_side: int | None) -> tuple[int, in
 
 @contextlib.contextmanager
 def _open_video(
-    path: Path,
+    path: Path, limits: Limits
 ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
     """The clip opened by FFmpeg, with its video stream, closed on exit.
 
+    FFmpeg's decoders refuse any picture of more pixels than the frame-size limit
+    allows (its ``max_pixels`` option), both while FFmpeg probes the file here and
+    while the stream is decoded later: a header that lies about the frame size, or a
+    stream that switches to larger frames midway, cannot make the decoder allocate
+    beyond the limit.
+
     Raises:
-        errors.NotAVideo: FFmpeg cannot open the file, or it holds no video.
+        errors.NotAVideo: FFmpeg cannot open the file, it holds no video, or FFmpeg
+            has no decoder for its video.
     """
+    pixel_cap = {"max_pixels": str(_max_pixels(limits))}
     try:
-        container = av.open(str(path), mode="r")
+        # Tags are text the uploader chose: bytes that are not UTF-8 are replaced
+        # rather than failing the open.
+        container = av.open(
+            str(path), mode="r", options=pixel_cap, metadata_errors="replace"
+        )
     except av.FFmpegError as exc:
         raise errors.NotAVideo() from exc
     try:
         stream = container.streams.best("video")
         if not isinstance(stream, av.video.stream.VideoStream):
             raise errors.NotAVideo("The file holds no video track.")
+        if stream.codec_context is None:
+            raise errors.NotAVideo(
+                "The video is in a codec this service cannot decode."
+            )
+        stream.codec_context.options = pixel_cap
         yield container, stream
     finally:
         container.close()

@@ -168,13 +168,36 @@ def make_numbered_clip(
     return path
 
 
-def rotate_clip(source: Path, path: Path, degrees: int) -> Path:
+def rotate_clip(
+    source: Path,
+    path: Path,
+    degrees: int,
+    *,
+    hflip: bool = False,
+    vflip: bool = False,
+) -> Path:
     """Copy `source` to `path` with a display matrix turning it `degrees`
-    counter-clockwise (as phones store sideways video); the frames are not
-    re-encoded, so they stay stored sideways."""
-    run_ffmpeg(
-        ["-display_rotation", str(degrees), "-i", str(source), "-c", "copy", str(path)]
-    )
+    counter-clockwise (as phones store sideways video), mirrored too with `hflip`
+    or `vflip`; the frames are not re-encoded, so they stay stored as they were."""
+    display = ["-display_rotation", str(degrees)]
+    display += ["-display_hflip"] if hflip else []
+    display += ["-display_vflip"] if vflip else []
+    run_ffmpeg([*display, "-i", str(source), "-c", "copy", str(path)])
+    return path
+
+
+def with_display_matrix(source: Path, path: Path, matrix: Sequence[int]) -> Path:
+    """Copy an MP4 of one track with the nine numbers of its track header's display
+    matrix (`tkhd`, ISO/IEC 14496-12) replaced by `matrix`."""
+    data = bytearray(source.read_bytes())
+    header = data.find(b"tkhd")
+    assert header > 0 and data.find(b"tkhd", header + 4) < 0, "one track expected"
+    version = data[header + 4]
+    # After version and flags: times, track id, reserved, duration (wider in
+    # version 1), reserved, layer, group, volume, reserved; then the matrix.
+    offset = header + 4 + (52 if version == 1 else 40)
+    data[offset : offset + 36] = struct.pack(">9i", *matrix)
+    path.write_bytes(bytes(data))
     return path
 
 

@@ -121,6 +121,30 @@ def test_frames_skipped_by_the_decoder_leave_the_kept_ones_exact(clips: Path) ->
         assert difference.max() <= 1, index
 
 
+@pytest.mark.parametrize("max_frames", [7, 64])
+def test_avi_whose_timestamps_count_packets_gives_the_frames_in_order(
+    clips: Path, max_frames: int
+) -> None:
+    # AVI stamps H.264 packets in decoding order while B-frames leave the decoder in
+    # presentation order, so the stamps cannot say which frame a packet holds.
+    b_frames = media.VideoFormat(
+        "h264-avi",
+        ".avi",
+        "h264",
+        ("-c:v", "libx264", "-pix_fmt", "yuv420p", "-bf", "3"),
+    )
+    path = media.make_numbered_clip(
+        clips / "b-frames.avi", frames=90, video_format=b_frames
+    )
+
+    clip = read_clip(path, max_frames=max_frames)
+
+    expected = sample_indices(90, max_frames).tolist()
+    assert clip.frame_index.tolist() == expected
+    assert numbers(clip) == expected
+    assert clip.info.frame_count == 90
+
+
 def test_elementary_stream_without_timestamps_is_numbered_in_decoding_order(
     clips: Path,
 ) -> None:
@@ -203,6 +227,7 @@ def test_clip_info_is_json_ready(numbered_mp4: Path) -> None:
         "height",
         "codec",
         "rotation",
+        "mirrored",
         "size_bytes",
     }
     assert ClipInfo(**facts) == info
@@ -227,6 +252,71 @@ def test_rotated_clip_is_upright_exactly_once(
         assert difference.mean() < 2
     # The red corner has left the top-left: the frame was turned, not left as stored.
     assert clip.frames[0][2, 2, 0] < 100
+
+
+@pytest.mark.parametrize(
+    ("degrees", "hflip", "vflip"),
+    [(0, True, False), (0, False, True), (90, True, False), (270, False, True)],
+)
+def test_mirrored_clip_is_shown_as_ffmpeg_shows_it(
+    clips: Path, numbered_mp4: Path, degrees: int, hflip: bool, vflip: bool
+) -> None:
+    name = f"mirror-{degrees}-{int(hflip)}{int(vflip)}.mp4"
+    mirrored = media.rotate_clip(
+        numbered_mp4, clips / name, degrees, hflip=hflip, vflip=vflip
+    )
+    upright_size = (240, 320) if degrees in (90, 270) else (320, 240)
+
+    clip = read_clip(mirrored, max_frames=3)
+    reference = media.decode_with_ffmpeg(mirrored, upright_size)
+
+    assert clip.info.mirrored
+    assert (clip.info.width, clip.info.height) == upright_size
+    for frame, index in zip(clip.frames, clip.frame_index, strict=True):
+        difference = np.abs(frame.astype(int) - reference[index].astype(int))
+        assert difference.mean() < 2, index
+
+
+def test_display_matrix_of_no_area_leaves_frames_as_stored(
+    clips: Path, numbered_mp4: Path
+) -> None:
+    degenerate = media.with_display_matrix(
+        numbered_mp4, clips / "matrix-zero.mp4", [0] * 9
+    )
+
+    clip = read_clip(degenerate, max_frames=2)
+
+    assert (clip.info.rotation, clip.info.mirrored) == (0, False)
+    assert clip.frames[0].shape == (240, 320, 3)
+    assert clip.frames[0][2, 2].tolist() == pytest.approx(list(media.RED), abs=40)
+
+
+def test_tags_that_are_not_utf8_do_not_stop_the_clip(clips: Path) -> None:
+    tagged = clips / "tagged.mkv"
+    media.make_clip(tagged, seconds=1, extra=("-metadata", "title=TITLE-PLACEHOLDER"))
+    data = tagged.read_bytes()
+    assert b"TITLE-PLACEHOLDER" in data
+    broken = clips / "tag-not-utf8.mkv"
+    broken.write_bytes(
+        data.replace(b"TITLE-PLACEHOLDER", b"\xff\xfe\xfdLE-PLACEHOLDER")
+    )
+
+    clip = read_clip(broken, max_frames=3)
+
+    assert clip.info.frame_count == 30
+
+
+def test_video_in_a_codec_ffmpeg_cannot_decode_is_not_a_video(clips: Path) -> None:
+    source = media.make_clip(clips / "known-codec.mkv", seconds=1)
+    data = source.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    unknown = clips / "unknown-codec.mkv"
+    unknown.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_MPEG4/ISO/ZZZ"))
+
+    with pytest.raises(errors.NotAVideo) as caught:
+        read_clip(unknown, max_frames=3)
+
+    assert caught.value.status == 422
 
 
 def test_streamed_matroska_without_frame_count_is_sampled_by_counting(
@@ -314,7 +404,7 @@ def test_random_bytes_are_not_a_video() -> None:
     assert caught.value.status == 422
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".apng", ".jp2"])
 def test_still_image_renamed_mp4_is_not_a_video(clips: Path, suffix: str) -> None:
     image = media.make_still_image(clips / f"still{suffix}")
     renamed = clips / f"still-{suffix[1:]}.mp4"
@@ -430,6 +520,55 @@ def test_too_large_frames_are_refused_in_either_orientation(
     assert caught.value.code == "frame_too_large"
     assert caught.value.status == 422
     assert caught.value.details["width"] == 320
+
+
+def test_frames_growing_past_the_limit_midway_never_leave_the_decoder(
+    clips: Path,
+) -> None:
+    # A stream may change its frame size at any key frame: the header shows only the
+    # first size. Here 160x120 for a second, then 640x480 under a 320x240 limit.
+    small = media.make_numbered_clip(
+        clips / "switch-small.h264", frames=30, size=(160, 120), muxer="h264"
+    )
+    large = media.make_clip(
+        clips / "switch-large.h264", seconds=0.5, size=(640, 480), extra=("-f", "h264")
+    )
+    switching = clips / "switch.h264"
+    switching.write_bytes(small.read_bytes() + large.read_bytes())
+    limits = Limits(max_width=320, max_height=240)
+
+    clip = read_clip(switching, max_frames=64, limits=limits)
+
+    # Only the small frames decode (the decoder drops the last few it was holding
+    # back when the large ones are refused); unlimited, all 45 do.
+    assert (clip.info.width, clip.info.height) == (160, 120)
+    assert 24 <= clip.info.frame_count <= 30
+    assert clip.frame_index.tolist() == list(range(clip.info.frame_count))
+    assert numbers(clip) == clip.frame_index.tolist()
+    assert all(frame.shape == (120, 160, 3) for frame in clip.frames)
+    assert read_clip(switching, max_frames=64).info.frame_count == 45
+
+
+def test_few_frames_over_a_long_time_are_too_long(clips: Path) -> None:
+    # 60 frames: one second at 30 fps, then one a second for 29 s more.
+    sparse = media.VideoFormat(
+        "sparse-ts",
+        ".ts",
+        "h264",
+        (
+            *("-c:v", "libx264", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough"),
+            *("-vf", "setpts='if(lt(N,30),N/30,1+(N-30))/TB'"),
+        ),
+    )
+    path = media.make_numbered_clip(clips / "sparse.ts", video_format=sparse)
+
+    with pytest.raises(errors.VideoTooLong) as caught:
+        read_clip(path, max_frames=8)
+    assert caught.value.details["duration_s"] > 20
+
+    clip = read_clip(path, max_frames=8, limits=Limits(max_duration_s=60))
+    assert clip.info.frame_count == 60
+    assert clip.info.duration_s == pytest.approx(30, abs=0.1)
 
 
 def test_default_frame_size_limit_refuses_wider_than_4096(clips: Path) -> None:
