@@ -23,6 +23,7 @@ logging off, so a broken upload prints nothing; failures are reported as errors 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import math
 import os
@@ -42,6 +43,39 @@ from sign2text_core import errors
 from sign2text_core.limits import Limits
 
 logger = logging.getLogger(__name__)
+
+# FFmpeg allocates what a file's header declares before reading it: a 97 KB AVI whose
+# INFO chunk claimed 1.8 GB had it zero 1.8 GB of memory. No single buffer that a
+# clip within the limits needs comes near this cap (a 4096x4096 frame of 16-bit RGBA
+# is 128 MiB, an upload 32 MB); a larger request fails inside FFmpeg, which then
+# treats the file as damaged.
+_MAX_FFMPEG_ALLOCATION: Final = 256 * 1024 * 1024
+
+
+def _cap_ffmpeg_allocations(limit: int) -> bool:
+    """Set the largest block FFmpeg may allocate at once (``av_max_alloc``) in the
+    libavutil PyAV loaded, which PyAV does not expose. Returns False where that
+    library is not found (it is looked up in Linux's ``/proc/self/maps``)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            fields = (line.split(maxsplit=5) for line in maps)
+            paths = {f[5].strip() for f in fields if len(f) == 6}
+    except OSError:
+        return False
+    libraries = {path for path in paths if Path(path).name.startswith("libavutil")}
+    for path in libraries:
+        try:
+            av_max_alloc = ctypes.CDLL(path).av_max_alloc
+        except (OSError, AttributeError):
+            return False
+        av_max_alloc.argtypes = [ctypes.c_size_t]
+        av_max_alloc.restype = None
+        av_max_alloc(limit)
+    return bool(libraries)
+
+
+if not _cap_ffmpeg_allocations(_MAX_FFMPEG_ALLOCATION):
+    logger.warning("FFmpeg's allocations are not capped: libavutil was not found")
 
 VideoSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 """A clip as the bytes of an upload or the path of a file."""

@@ -242,6 +242,19 @@ def with_declared_frame_size(source: Path, path: Path, size: tuple[int, int]) ->
     return path
 
 
+def with_huge_info_chunk(source: Path, path: Path) -> Path:
+    """Copy an AVI with its first INFO tag (RIFF, ffmpeg writes ISFT) claiming
+    1.75 GiB, and the list holding it claiming as much as a chunk can: a 100 KB
+    file whose header asks the demuxer for a huge buffer."""
+    data = bytearray(source.read_bytes())
+    info = data.find(b"INFO")
+    assert info > 8 and data[info - 8 : info - 4] == b"LIST", "no INFO list"
+    data[info - 4 : info] = struct.pack("<I", 0xFFFFFFFF)
+    data[info + 8 : info + 12] = struct.pack("<I", 0x70000000)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def make_empty_track_mp4(path: Path) -> Path:
     """An MP4 with a video track that holds no frame at all."""
     source = "testsrc2=size=64x48:rate=30"

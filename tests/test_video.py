@@ -394,6 +394,38 @@ def test_mp4_with_an_empty_video_track_is_not_a_video(clips: Path) -> None:
         read_clip(path, max_frames=5)
 
 
+def test_header_claiming_a_huge_chunk_cannot_make_ffmpeg_allocate_it(
+    clips: Path,
+) -> None:
+    source = media.make_numbered_clip(
+        clips / "tagged.avi", frames=30, video_format="mjpeg-avi"
+    )
+    hostile = media.with_huge_info_chunk(source, clips / "huge-info.avi")
+    # A fresh interpreter, so its peak memory belongs to this file alone.
+    script = (
+        "import sys\n"
+        "from sign2text_core import errors\n"
+        "from sign2text_core.video import read_clip\n"
+        "try:\n"
+        "    print(read_clip(sys.argv[1], max_frames=8).info.frame_count)\n"
+        "except errors.NotAVideo:\n"
+        "    print('not_a_video')\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(next(line for line in status.splitlines() if 'VmHWM' in line))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(hostile)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    outcome, peak = result.stdout.split("\n")[:2]
+    assert outcome in {"30", "not_a_video"}
+    peak_mb = int(peak.split()[1]) / 1024
+    assert peak_mb < 400, f"reading a {hostile.stat().st_size} byte file: {peak_mb} MB"
+
+
 def test_random_bytes_are_not_a_video() -> None:
     noise = np.random.default_rng(7).integers(0, 256, 50_000, dtype=np.uint8)
 
