@@ -283,6 +283,8 @@ class _Decoded:
     kept: list[int]
     frame_count: int
     orientation: _Orientation
+    first: int | None
+    """The position of the first frame that left the decoder."""
 
 
 def _read_file(
@@ -649,16 +651,19 @@ def _sample(
     frame_count = timeline.frame_count
     indices = sample_indices(frame_count, max_frames)
     decoded = _decode_indices(path, header, timeline, indices, max_side, limits)
-    if decoded.frame_count > indices[-1]:
-        # The walk stops at the last wanted frame: the count covers the rest.
-        decoded = replace(decoded, frame_count=frame_count)
-    else:
-        reached = decoded.frame_count
-        logger.info("only %d of %d frames could be decoded", reached, frame_count)
-        if reached > 0 and len(decoded.frames) < min(reached, max_frames):
-            indices = sample_indices(reached, max_frames)
-            decoded = _decode_indices(path, header, timeline, indices, max_side, limits)
-        decoded = replace(decoded, frame_count=reached)
+    # The walk stops after the last wanted frame: past it, the count covers the rest.
+    end = frame_count if decoded.frame_count > indices[-1] else decoded.frame_count
+    if end < frame_count:
+        logger.info("only %d of %d frames could be decoded", end, frame_count)
+    start = decoded.first
+    if start is not None and len(decoded.frames) < min(end - start, max_frames):
+        # Wanted frames never decoded: past where a truncated file ends, or before
+        # the first key frame of a clip cut between two. Spread them again over the
+        # frames that did.
+        logger.info("frames %d to %d decode; sampling those", start, end - 1)
+        indices = start + sample_indices(end - start, max_frames)
+        decoded = _decode_indices(path, header, timeline, indices, max_side, limits)
+    decoded = replace(decoded, frame_count=end)
 
     if not decoded.frames:
         raise errors.NoFrames()
@@ -701,6 +706,7 @@ def _decode_indices(
     size = _shrunk_size(header.width, header.height, max_side)
     frames: dict[int, Frame] = {}
     orientation = _AS_STORED
+    first: int | None = None
     reached = 0
 
     with _open_video(path, limits) as (container, stream):
@@ -719,12 +725,14 @@ def _decode_indices(
                 else:
                     position = reached
                 reached = position + 1
+                first = position if first is None else first
                 if position in wanted and position not in frames:
                     _check_frame_size(frame.width, frame.height, limits)
                     if not frames:
                         orientation = _orientation(frame)
                     frames[position] = _convert(frame, orientation, size)
-            if len(frames) == len(wanted) or (positions is None and reached > last):
+            # Frames leave the decoder in order: none wanted comes after the last.
+            if len(frames) == len(wanted) or reached > last:
                 break
 
     kept = sorted(frames)
@@ -733,6 +741,7 @@ def _decode_indices(
         kept=kept,
         frame_count=reached,
         orientation=orientation,
+        first=first,
     )
 
 

@@ -366,6 +366,34 @@ def test_truncated_mp4_promising_more_frames_gives_those_that_decode(
     assert numbers(clip) == expected
 
 
+@pytest.mark.parametrize("max_frames", [8, 64])
+def test_stream_cut_between_key_frames_is_sampled_over_what_decodes(
+    clips: Path, max_frames: int
+) -> None:
+    # A transport stream joined mid-broadcast starts with frames that refer to a key
+    # frame it lacks: those never decode, and the sample spreads over the rest.
+    gop = media.VideoFormat(
+        "h264-ts", ".ts", "h264", ("-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "40")
+    )
+    source = media.make_numbered_clip(
+        clips / "broadcast.ts", frames=120, video_format=gop
+    )
+    data = source.read_bytes()
+    joined = clips / f"joined-late-{max_frames}.ts"
+    joined.write_bytes(data[len(data) // 4 // 188 * 188 :])  # whole TS packets
+
+    clip = read_clip(joined, max_frames=max_frames)
+
+    index = clip.frame_index.tolist()
+    assert len(clip.frames) == max_frames
+    assert index[0] > 0 and index[-1] == clip.info.frame_count - 1
+    # The frames kept are the ones their positions name, counted from the cut.
+    offsets = {
+        number - position for number, position in zip(numbers(clip), index, strict=True)
+    }
+    assert len(offsets) == 1
+
+
 def test_truncated_mp4_without_its_index_is_not_a_video(
     clips: Path, numbered_mp4: Path
 ) -> None:
