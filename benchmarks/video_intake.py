@@ -30,24 +30,23 @@ kept frames nothing refers to). Their times on the 1080p clip bound the time rat
 the first one's peak above the imports on the 720p 3 s and 2160p 30 s clips is what
 the decoder alone grows by with resolution.
 
-On this 2-CPU machine, quiet (load average 0.8; 2026-12-04 05:12 UTC, --no-shared):
+On this 2-CPU machine, quiet (load average 0.2; 2026-12-04 06:47 UTC, --no-shared):
 
     | clip      | stage s | stage MB | naive s | naive MB | time  | memory |
-    | 720p-3s   | 0.29    | 130      | 0.43    | 1569     | 1.5x  | 12.1x  |
-    | 1080p-10s | 0.98    | 152      | 3.70    | 8416     | 3.8x  | 55.4x  |
-    | 2160p-3s  | 1.43    | 148      | skipped (est. 9.0 GB)                |
-    | 2160p-30s | 10.52   | 148      | skipped (est. 89.6 GB)               |
+    | 720p-3s   | 0.20    | 130      | 0.39    | 1569     | 1.9x  | 12.1x  |
+    | 1080p-10s | 0.69    | 151      | 2.71    | 8416     | 3.9x  | 55.6x  |
+    | 2160p-3s  | 0.98    | 148      | skipped (est. 9.0 GB)                |
+    | 2160p-30s | 7.50    | 148      | skipped (est. 89.6 GB)               |
 
-- Peak under the 300 MB target for every clip: largest 152 MB.
+- Peak under the 300 MB target for every clip: largest 151 MB.
 - Flat in length and resolution: 2160p 30 s peaks +0 MB above 2160p 3 s and +18 MB
   above 720p 3 s (target 50 MB); the decoder alone grows by +17 MB.
-- 1080p 10 s, memory: 55x less than naive (target 10x).
-- 1080p 10 s, time (target 10x): 3.8x. The naive's time is mostly the kernel
-  handing it 8.4 GB of fresh pages and swings from 3.4 s to 28 s between runs
+- 1080p 10 s, memory: 56x less than naive (target 10x).
+- 1080p 10 s, time (target 10x): 3.9x. The naive's time is mostly the kernel
+  handing it 8.4 GB of fresh pages and swings from 2.5 s to 28 s between runs
   (user time 2.8 to 3.6 s); against its best of three, decoding every frame
-  takes 0.97 s and decoding only the reference frames 0.65 s (5.7x), so no stage
-  that hands over exact frames reaches 10x here. The stage took 0.78 to 0.98 s
-  over three runs of the morning.
+  takes 0.69 s and decoding only the reference frames 0.44 s (6.1x), so no stage
+  that hands over exact frames reaches 10x here.
 
     .venv/bin/python benchmarks/video_intake.py [--no-shared] [--repeat 3]
         [--naive-cap-gb 8]
