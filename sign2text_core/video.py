@@ -30,7 +30,7 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -47,37 +47,58 @@ from sign2text_core.limits import Limits
 logger = logging.getLogger(__name__)
 
 # FFmpeg allocates what a file's header declares before reading it: a 97 KB AVI whose
-# INFO chunk claimed 1.8 GB had it zero 1.8 GB of memory. No single buffer that a
-# clip within the limits needs comes near this cap (a 4096x4096 frame of 16-bit RGBA
-# is 128 MiB, an upload 32 MB); a larger request fails inside FFmpeg, which then
-# treats the file as damaged.
-_MAX_FFMPEG_ALLOCATION: Final = 256 * 1024 * 1024
+# INFO chunk claimed 1.8 GB had it zero 1.8 GB of memory. So the largest block it may
+# allocate at once is capped at what a clip within the limits can need (see
+# _allocation_cap; 256 MiB under the default limits); a larger request fails inside
+# FFmpeg, which then treats the file as damaged.
+_MIN_ALLOCATION_CAP: Final = 256 * 1024 * 1024
 
 
-def _cap_ffmpeg_allocations(limit: int) -> bool:
-    """Set the largest block FFmpeg may allocate at once (``av_max_alloc``) in the
-    libavutil PyAV loaded, which PyAV does not expose. Returns False where that
-    library is not found (it is looked up in Linux's ``/proc/self/maps``)."""
+def _find_av_max_alloc() -> list[Callable[[int], None]]:
+    """FFmpeg's ``av_max_alloc`` in each libavutil this process loaded (PyAV's; the
+    one bundled with OpenCV too), which PyAV does not expose. Empty where none is
+    found: they are looked up in Linux's ``/proc/self/maps``."""
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             fields = (line.split(maxsplit=5) for line in maps)
             paths = {f[5].strip() for f in fields if len(f) == 6}
     except OSError:
-        return False
-    libraries = {path for path in paths if Path(path).name.startswith("libavutil")}
-    for path in libraries:
+        return []
+    setters: list[Callable[[int], None]] = []
+    for path in sorted(p for p in paths if Path(p).name.startswith("libavutil")):
         try:
             av_max_alloc = ctypes.CDLL(path).av_max_alloc
         except (OSError, AttributeError):
-            return False
+            continue
         av_max_alloc.argtypes = [ctypes.c_size_t]
         av_max_alloc.restype = None
-        av_max_alloc(limit)
-    return bool(libraries)
+        setters.append(av_max_alloc)
+    return setters
 
 
-if not _cap_ffmpeg_allocations(_MAX_FFMPEG_ALLOCATION):
+_AV_MAX_ALLOC: Final = _find_av_max_alloc()
+if not _AV_MAX_ALLOC:
     logger.warning("FFmpeg's allocations are not capped: libavutil was not found")
+_allocation_cap_set: list[int] = []
+
+
+def _cap_ffmpeg_allocations(limits: Limits) -> None:
+    """Cap FFmpeg's single allocations for clips within ``limits`` (process-wide;
+    set again only when the cap changes)."""
+    cap = _allocation_cap(limits)
+    if _allocation_cap_set[-1:] == [cap]:
+        return
+    for av_max_alloc in _AV_MAX_ALLOC:
+        av_max_alloc(cap)
+    _allocation_cap_set[:] = [cap]
+
+
+def _allocation_cap(limits: Limits) -> int:
+    """The largest single block a clip within ``limits`` can need: a frame of the
+    largest size at 8 bytes a pixel (16-bit RGBA), or a packet as large as the
+    whole upload, and never less than 256 MiB."""
+    return max(_MIN_ALLOCATION_CAP, 8 * _max_pixels(limits), 2 * limits.max_bytes)
+
 
 VideoSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 """A clip as the bytes of an upload or the path of a file."""
@@ -182,6 +203,7 @@ def read_clip(
     active_limits = Limits.from_env() if limits is None else limits
     size_bytes = _checked_size(source, active_limits)
 
+    _cap_ffmpeg_allocations(active_limits)
     with video_file(source) as path:
         return _read_file(path, size_bytes, max_frames, max_side, active_limits)
 
@@ -249,6 +271,8 @@ class _Header:
     width: int
     height: int
     codec: str
+    duration_s: float | None = None
+    """The stream's duration as the container states it (after any edit list)."""
 
 
 @dataclass(frozen=True)
@@ -355,8 +379,12 @@ def _probe(path: Path, limits: Limits) -> tuple[_Header, _Timeline]:
 
 def _check_header(header: _Header, limits: Limits) -> None:
     _check_frame_size(header.width, header.height, limits)
-    if header.frame_count is not None and header.fps is not None:
-        _check_duration(header.frame_count / header.fps, limits)
+    # A container's frame count may include frames its edit list cuts (a clip
+    # trimmed without re-encoding), so its stated duration goes first.
+    if header.duration_s is not None:
+        _check_duration(header.duration_s, limits)
+    elif header.frame_count is not None and header.fps is not None:
+        _check_duration(round(header.frame_count / header.fps, 3), limits)
 
 
 def _read_header(stream: av.video.stream.VideoStream) -> _Header:
@@ -378,7 +406,15 @@ def _read_header(stream: av.video.stream.VideoStream) -> _Header:
         width=context.width,
         height=context.height,
         codec=context.codec.canonical_name,
+        duration_s=_stream_duration(stream),
     )
+
+
+def _stream_duration(stream: av.video.stream.VideoStream) -> float | None:
+    if not stream.duration or not stream.time_base or stream.duration < 0:
+        return None
+    duration_s = round(float(stream.duration * stream.time_base), 3)
+    return duration_s if math.isfinite(duration_s) else None
 
 
 def _plausible_count(value: float) -> int | None:
@@ -575,7 +611,9 @@ def _count_frames(
                     first = last = packet.pts
                 first, last = min(first, packet.pts), max(last, packet.pts)
                 stamps.append(packet.pts)
-                span_s = (last - first) * time_base + frame_s
+                # To the millisecond: Matroska's timestamps are, and a float sum
+                # must not push an exact 20 s clip past a 20 s limit.
+                span_s = round((last - first) * time_base + frame_s, 3)
             if count > frame_cap or span_s > limits.max_duration_s:
                 break
     except av.FFmpegError as exc:  # a damaged or truncated file ends here
@@ -657,8 +695,9 @@ def _sample(
     end = frame_count if decoded.frame_count > indices[-1] else decoded.frame_count
     if end < frame_count:
         logger.info("only %d of %d frames could be decoded", end, frame_count)
-    start = decoded.first
-    if start is not None and len(decoded.frames) < min(end - start, max_frames):
+    start = decoded.first or 0
+    ends_lost = decoded.first is not None and (start > 0 or end < frame_count)
+    if ends_lost and len(decoded.frames) < min(end - start, max_frames):
         # Wanted frames never decoded: past where a truncated file ends, or before
         # the first key frame of a clip cut between two. Spread them again over the
         # frames that did.
@@ -832,8 +871,17 @@ _ROTATE_CODES: Final = {
 
 
 def _max_pixels(limits: Limits) -> int:
-    """The most pixels a frame within ``limits`` can have."""
-    return limits.max_width * limits.max_height
+    """What FFmpeg may count for a frame within ``limits``, in either orientation:
+    its decoders count the width padded to 64 pixels and the height padded to whole
+    macroblocks, so both sides get room beyond the limit. The frame-size limit
+    itself is checked exactly, from the header and on every frame kept."""
+    long_side = _padded(max(limits.max_width, limits.max_height))
+    short_side = _padded(min(limits.max_width, limits.max_height))
+    return long_side * short_side
+
+
+def _padded(side: int) -> int:
+    return (side + 63) // 64 * 64 + 64
 
 
 def _shrunk_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

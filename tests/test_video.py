@@ -523,6 +523,57 @@ def test_too_long_clip_is_refused(numbered_mp4: Path) -> None:
     assert read_clip(numbered_mp4, max_frames=1, limits=Limits(max_duration_s=2.0))
 
 
+@pytest.mark.parametrize(
+    ("suffix", "extra"),
+    [
+        (".mkv", ()),  # timestamps in milliseconds
+        (".ts", ()),  # in 1/90000 s
+        (".mp4", ("-video_track_timescale", "90000")),  # as Android writes
+        (".mp4", ("-video_track_timescale", "600")),  # as Apple writes
+    ],
+)
+def test_clip_exactly_as_long_as_the_limit_is_accepted(
+    clips: Path, suffix: str, extra: tuple[str, ...]
+) -> None:
+    name = f"twenty-seconds-{len(extra) and extra[1]}{suffix}"
+    path = media.make_clip(clips / name, seconds=20, size=(64, 48), extra=extra)
+
+    clip = read_clip(path, max_frames=4, limits=Limits(max_duration_s=20))
+
+    assert clip.info.frame_count == 600
+    assert clip.info.duration_s == pytest.approx(20.0, abs=0.001)
+
+
+def test_clip_trimmed_without_reencoding_is_as_long_as_it_plays(
+    clips: Path,
+) -> None:
+    # The trimmed copy keeps every frame from the key frame before the cut and an
+    # edit list that skips those before it: the container holds 90 frames, 51 play.
+    source = media.make_clip(clips / "untrimmed.mp4", seconds=3, size=(64, 48))
+    trimmed = clips / "trimmed.mp4"
+    media.run_ffmpeg(["-ss", "1.3", "-i", str(source), "-c", "copy", str(trimmed)])
+
+    clip = read_clip(trimmed, max_frames=4, limits=Limits(max_duration_s=2))
+
+    assert clip.info.frame_count == 51
+    assert clip.info.duration_s == pytest.approx(1.7)
+
+
+@pytest.mark.parametrize(
+    ("size", "limit"), [((720, 1280), (1280, 720)), ((470, 640), (640, 480))]
+)
+def test_portrait_clip_within_a_landscape_limit_decodes(
+    clips: Path, size: tuple[int, int], limit: tuple[int, int]
+) -> None:
+    path = media.make_clip(clips / f"portrait-{size[0]}.mp4", seconds=0.5, size=size)
+    limits = Limits(max_width=limit[0], max_height=limit[1])
+
+    clip = read_clip(path, max_frames=15, limits=limits)
+
+    assert len(clip.frames) == 15
+    assert (clip.info.width, clip.info.height) == size
+
+
 def test_too_long_streamed_clip_is_refused_while_counting(clips: Path) -> None:
     path = media.make_numbered_clip(
         clips / "streamed-long.mkv",
