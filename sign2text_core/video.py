@@ -79,18 +79,12 @@ def _find_av_max_alloc() -> list[Callable[[int], None]]:
 _AV_MAX_ALLOC: Final = _find_av_max_alloc()
 if not _AV_MAX_ALLOC:
     logger.warning("FFmpeg's allocations are not capped: libavutil was not found")
-_allocation_cap_set: list[int] = []
 
 
 def _cap_ffmpeg_allocations(limits: Limits) -> None:
-    """Cap FFmpeg's single allocations for clips within ``limits`` (process-wide;
-    set again only when the cap changes)."""
-    cap = _allocation_cap(limits)
-    if _allocation_cap_set[-1:] == [cap]:
-        return
+    """Cap FFmpeg's single allocations for clips within ``limits`` (process-wide)."""
     for av_max_alloc in _AV_MAX_ALLOC:
-        av_max_alloc(cap)
-    _allocation_cap_set[:] = [cap]
+        av_max_alloc(_allocation_cap(limits))
 
 
 def _allocation_cap(limits: Limits) -> int:
@@ -304,6 +298,18 @@ class _Timeline:
 
 
 @dataclass(frozen=True)
+class _Walk:
+    """What every walk through one clip shares."""
+
+    path: Path
+    header: _Header
+    timeline: _Timeline
+    max_frames: int
+    max_side: int | None
+    limits: Limits
+
+
+@dataclass(frozen=True)
 class _Decoded:
     frames: list[Frame]
     kept: list[int]
@@ -326,7 +332,8 @@ def _read_file(
                 f"The upload is a still image ({header.codec}), not a video.",
                 codec=header.codec,
             )
-        decoded = _decode_evenly(path, header, timeline, max_frames, max_side, limits)
+        walk = _Walk(path, header, timeline, max_frames, max_side, limits)
+        decoded = _decode_evenly(walk)
     except av.FFmpegError as exc:
         raise errors.NotAVideo(f"FFmpeg could not read the video: {exc}") from exc
 
@@ -384,7 +391,7 @@ def _check_header(header: _Header, limits: Limits) -> None:
     if header.duration_s is not None:
         _check_duration(header.duration_s, limits)
     elif header.frame_count is not None and header.fps is not None:
-        _check_duration(round(header.frame_count / header.fps, 3), limits)
+        _check_duration(header.frame_count / header.fps, limits)
 
 
 def _read_header(stream: av.video.stream.VideoStream) -> _Header:
@@ -413,7 +420,7 @@ def _read_header(stream: av.video.stream.VideoStream) -> _Header:
 def _stream_duration(stream: av.video.stream.VideoStream) -> float | None:
     if not stream.duration or not stream.time_base or stream.duration < 0:
         return None
-    duration_s = round(float(stream.duration * stream.time_base), 3)
+    duration_s = float(stream.duration * stream.time_base)
     return duration_s if math.isfinite(duration_s) else None
 
 
@@ -561,8 +568,15 @@ def _mp4_sample_entry_sizes(
     return sizes
 
 
+def _too_long(duration_s: float, limits: Limits) -> bool:
+    """Whether ``duration_s`` breaks the limit, to the millisecond: Matroska's
+    timestamps are in milliseconds, and float sums must not push a clip exactly as
+    long as the limit past it."""
+    return round(duration_s, 3) > limits.max_duration_s
+
+
 def _check_duration(duration_s: float, limits: Limits) -> None:
-    if duration_s > limits.max_duration_s:
+    if _too_long(duration_s, limits):
         raise errors.VideoTooLong(
             f"The video lasts {duration_s:.1f} s; this service accepts at most "
             f"{limits.max_duration_s:g} s.",
@@ -611,10 +625,8 @@ def _count_frames(
                     first = last = packet.pts
                 first, last = min(first, packet.pts), max(last, packet.pts)
                 stamps.append(packet.pts)
-                # To the millisecond: Matroska's timestamps are, and a float sum
-                # must not push an exact 20 s clip past a 20 s limit.
-                span_s = round((last - first) * time_base + frame_s, 3)
-            if count > frame_cap or span_s > limits.max_duration_s:
+                span_s = (last - first) * time_base + frame_s
+            if count > frame_cap or _too_long(span_s, limits):
                 break
     except av.FFmpegError as exc:  # a damaged or truncated file ends here
         logger.info("packets stop after %d: %s", count, exc)
@@ -657,14 +669,7 @@ class _TimestampsOutOfOrder(Exception):
     """The decoder let frames out in an order their timestamps contradict."""
 
 
-def _decode_evenly(
-    path: Path,
-    header: _Header,
-    timeline: _Timeline,
-    max_frames: int,
-    max_side: int | None,
-    limits: Limits,
-) -> _Decoded:
+def _decode_evenly(walk: _Walk) -> _Decoded:
     """Decode up to ``max_frames`` frames spread evenly over the clip.
 
     When the stream ends early (a truncated file) and too few frames were kept, the
@@ -673,24 +678,17 @@ def _decode_evenly(
     leave the decoder.
     """
     try:
-        return _sample(path, header, timeline, max_frames, max_side, limits)
+        return _sample(walk)
     except _TimestampsOutOfOrder:
         logger.info("timestamps out of presentation order: frames numbered as decoded")
-        unordered = replace(timeline, positions=None)
-        return _sample(path, header, unordered, max_frames, max_side, limits)
+        unordered = replace(walk.timeline, positions=None)
+        return _sample(replace(walk, timeline=unordered))
 
 
-def _sample(
-    path: Path,
-    header: _Header,
-    timeline: _Timeline,
-    max_frames: int,
-    max_side: int | None,
-    limits: Limits,
-) -> _Decoded:
-    frame_count = timeline.frame_count
+def _sample(walk: _Walk) -> _Decoded:
+    frame_count, max_frames = walk.timeline.frame_count, walk.max_frames
     indices = sample_indices(frame_count, max_frames)
-    decoded = _decode_indices(path, header, timeline, indices, max_side, limits)
+    decoded = _decode_indices(walk, indices)
     # The walk stops after the last wanted frame: past it, the count covers the rest.
     end = frame_count if decoded.frame_count > indices[-1] else decoded.frame_count
     if end < frame_count:
@@ -703,7 +701,7 @@ def _sample(
         # frames that did.
         logger.info("frames %d to %d decode; sampling those", start, end - 1)
         indices = start + sample_indices(end - start, max_frames)
-        decoded = _decode_indices(path, header, timeline, indices, max_side, limits)
+        decoded = _decode_indices(walk, indices)
     decoded = replace(decoded, frame_count=end)
 
     if not decoded.frames:
@@ -711,14 +709,7 @@ def _sample(
     return decoded
 
 
-def _decode_indices(
-    path: Path,
-    header: _Header,
-    timeline: _Timeline,
-    indices: np.ndarray,
-    max_side: int | None,
-    limits: Limits,
-) -> _Decoded:
+def _decode_indices(walk: _Walk, indices: np.ndarray) -> _Decoded:
     """Walk the stream once, up to the last wanted frame, converting only the wanted
     frames. Seeking is not used: for inter-coded video it decodes from the previous
     key frame on every jump, which measured ten times slower than walking.
@@ -729,28 +720,29 @@ def _decode_indices(
     to know which frame a packet holds. Every other frame passes through the decoder
     (later frames are built from it) in YUV and is never converted or copied.
 
-    Every kept frame has the size the header gives, shrunk to ``max_side``, even
-    when the stream changes its frame size midway (no frame of more pixels than
-    ``limits`` allow leaves the decoder; one outside the frame-size box is refused).
+    Every kept frame has the size the header gives, shrunk to ``walk.max_side``,
+    even when the stream changes its frame size midway (no frame of more pixels than
+    the limits allow leaves the decoder; one outside the frame-size box is refused).
 
     Returns ``frame_count`` as the number of frames reached: fewer than
     ``indices[-1] + 1`` when the stream ended early.
 
     Raises:
-        _TimestampsOutOfOrder: with ``timeline.positions``, a frame left the decoder
-            after one its timestamp places later.
-        errors.FrameTooLarge: a frame is larger than ``limits`` allow.
+        _TimestampsOutOfOrder: with ``walk.timeline.positions``, a frame left the
+            decoder after one its timestamp places later.
+        errors.FrameTooLarge: a frame is larger than the limits allow.
     """
     wanted = set(indices.tolist())
     last = int(indices[-1])
-    positions = timeline.positions
-    size = _shrunk_size(header.width, header.height, max_side)
+    header, limits = walk.header, walk.limits
+    positions = walk.timeline.positions
+    size = _shrunk_size(header.width, header.height, walk.max_side)
     frames: dict[int, Frame] = {}
     orientation = _AS_STORED
     first: int | None = None
     reached = 0
 
-    with _open_video(path, limits) as (container, stream):
+    with _open_video(walk.path, limits) as (container, stream):
         context = stream.codec_context
         context.thread_type = "AUTO"
         context.thread_count = _decoder_threads(header)
